@@ -53,3 +53,18 @@ def test_bare_package_names_not_installed() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_every_subpackage_is_listed_in_setup_cfg() -> None:
+    """A folder with __init__.py that setup.cfg does not list would be missing from a regular install."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    found = set()
+    for top in ("edge", "export", "compress", "train"):
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT)
+            found.add("edgematte." + ".".join(rel.parts))
+    assert found <= listed, "not in setup.cfg packages: {}".format(sorted(found - listed))

@@ -1,0 +1,277 @@
+"""Apply a model to images, folders and videos: predict, render one product (mask, cutout, blur, replace), write
+atomically, and keep going past bad inputs."""
+import sys
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import compose
+from .errors import EdgematteError, InputError, MissingExtraError
+from .io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReader, VideoWriter, atomic_dir,
+                 read_image, video_suffix_for_writing, write_image)
+
+Renderer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Operation:
+    """One product: how to render (image, alpha) and which suffix its image output takes."""
+
+    name: str
+    render: Renderer
+    keep_jpeg: bool  # write .jpg when the input is a JPEG (lossy in, lossy out); PNG otherwise
+    has_alpha: bool = False  # output carries an alpha channel (videos then become PNG frame folders)
+
+    def image_suffix(self, source: Path) -> str:
+        """Output suffix for an image input."""
+        return ".jpg" if self.keep_jpeg and source.suffix.lower() in (".jpg", ".jpeg") else ".png"
+
+
+def make_operation(op: str, strength: float = compose.DEFAULT_BLUR_STRENGTH, background: Any = "white",
+                   fg_estimate: bool = False) -> Operation:
+    """The Operation for `op` (mask, cutout, blur, replace) with its options bound."""
+    plate = None  # type: Any
+    if op == "replace":
+        if isinstance(background, (str, Path)) and Path(background).is_file():
+            plate = read_image(background)
+        elif isinstance(background, (str, Path)) and Path(background).suffix.lower() in IMAGE_SUFFIXES:
+            raise InputError("{}: no such background image".format(background))
+        elif isinstance(background, str):
+            plate = compose.parse_colour(background)
+        else:
+            plate = background
+    if op == "cutout" and fg_estimate:
+        try:
+            import pymatting  # noqa: F401  # type: ignore
+        except ImportError:
+            raise MissingExtraError("cutout --fg-estimate", "pymatting", "cutout") from None
+    builders = {
+        "mask": lambda: Operation("mask", lambda img, a: compose.alpha_to_u8(a), keep_jpeg=False),
+        "cutout": lambda: Operation("cutout", lambda img, a: compose.cutout(img, a, fg_estimate=fg_estimate),
+                                    keep_jpeg=False, has_alpha=True),
+        "blur": lambda: Operation("blur", lambda img, a: compose.blur(img, a, strength), keep_jpeg=True),
+        "replace": lambda: Operation("replace", lambda img, a: compose.replace(img, a, plate), keep_jpeg=True),
+    }  # type: Dict[str, Callable[[], Operation]]
+    if op not in builders:
+        raise EdgematteError("unknown operation '{}' (expected one of {})".format(op, ", ".join(sorted(builders))))
+    return builders[op]()
+
+
+OPERATIONS = ("mask", "cutout", "blur", "replace")
+
+
+@dataclass
+class Summary:
+    """What a run did: outputs written, inputs that failed (path, one-line reason), frames skipped."""
+
+    outputs: List[str] = field(default_factory=list)
+    failed: List[Tuple[str, str]] = field(default_factory=list)
+    broken_frames: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when every input was processed."""
+        return not self.failed
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+@dataclass
+class Job:
+    """One input file and where its output goes."""
+
+    source: Path
+    output: Path
+    video: bool
+
+
+def expand_inputs(inputs: Sequence[Any], outdir: Path, operation: Operation,
+                  on_error: Callable[[str, str], None]) -> List[Job]:
+    """Jobs for files and folders (recursive; image and video suffixes), keeping sub-folders under `outdir`."""
+    jobs = []  # type: List[Job]
+    claimed = {}  # type: Dict[Path, Path]
+    for item in inputs:
+        root = Path(item)
+        if root.is_dir():
+            found = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+                           and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+            if not found:
+                on_error(str(root), "{}: folder holds no image or video".format(root))
+            pairs = [(p, p.parent.relative_to(root)) for p in found]
+        elif root.is_file():
+            pairs = [(root, Path("."))]
+        else:
+            on_error(str(root), "{}: no such file or folder".format(root))
+            continue
+        for source, sub in pairs:
+            video = source.suffix.lower() in VIDEO_SUFFIXES
+            if video:
+                name = source.stem if operation.has_alpha else source.stem + video_suffix_for_writing(source.suffix)
+            else:
+                name = source.stem + operation.image_suffix(source)
+            output = outdir / sub / name
+            if output in claimed:
+                on_error(str(source), "{}: its output {} is already the output of {}; skipped".format(
+                    source, output, claimed[output]))
+                continue
+            claimed[output] = source
+            jobs.append(Job(source, output, video))
+    return jobs
+
+
+class _Progress:
+    """tqdm when installed, else a one-line stderr counter; silent when disabled."""
+
+    def __init__(self, total: Optional[int], desc: str, enabled: bool) -> None:
+        self.bar = None
+        self.count = 0
+        self.total = total
+        self.desc = desc
+        self.enabled = enabled
+        if enabled:
+            try:
+                from tqdm import tqdm  # type: ignore
+
+                self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, file=sys.stderr)
+            except ImportError:
+                self.bar = None
+
+    def update(self, n: int = 1) -> None:
+        self.count += n
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(n)
+        else:
+            sys.stderr.write("\r{}: {}/{}".format(self.desc, self.count, self.total if self.total else "?"))
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _print_error(path: str, message: str) -> None:
+    """One stderr line per bad input (through tqdm.write when installed, so an open progress bar stays intact)."""
+    line = "edgematte: error: {}".format(message)
+    try:
+        from tqdm import tqdm  # type: ignore
+    except ImportError:
+        print(line, file=sys.stderr)
+        return
+    tqdm.write(line, file=sys.stderr)
+
+
+def process_inputs(predictor: Any, inputs: Sequence[Any], outdir: Any, op: Any = "mask", nireq: int = 0,
+                   max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, downscale: bool = False,
+                   progress: Optional[bool] = None, on_error: Callable[[str, str], None] = _print_error,
+                   **op_options: Any) -> Summary:
+    """Predict every image/video in `inputs` and write `op`'s product under `outdir`.
+
+    A bad input is reported through `on_error(path, one_line)` and skipped; outputs are written atomically, so a
+    failure never leaves a half-written file. `op` is an operation name (options in `op_options`: strength,
+    background, fg_estimate) or an Operation. Progress shows on a terminal unless `progress` is False.
+    """
+    operation = op if isinstance(op, Operation) else make_operation(op, **op_options)
+    out = Path(outdir)
+    summary = Summary()
+
+    def fail(path: str, message: str) -> None:
+        summary.failed.append((path, message))
+        on_error(path, message)
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    jobs = expand_inputs(inputs, out, operation, fail)
+    images = [job for job in jobs if not job.video]
+    if images:
+        _process_images(predictor, images, operation, nireq, max_pixels, downscale, bool(progress), summary, fail)
+    for job in jobs:
+        if job.video:
+            _process_video(predictor, job, operation, nireq, bool(progress), summary, fail)
+    return summary
+
+
+def _process_images(predictor: Any, jobs: List[Job], operation: Operation, nireq: int, max_pixels: Optional[int],
+                    downscale: bool, progress: bool, summary: Summary, fail: Callable[[str, str], None]) -> None:
+    """Images stream through predict_many; unreadable ones are reported and left out of the stream."""
+    pending = deque()  # type: Deque[Tuple[Job, np.ndarray]]
+    bar = _Progress(len(jobs), "images", progress)
+
+    def readable() -> Iterator[np.ndarray]:
+        for job in jobs:
+            try:
+                image = read_image(job.source, max_pixels=max_pixels, downscale=downscale)
+            except EdgematteError as exc:
+                fail(str(job.source), str(exc))
+                bar.update()
+                continue
+            pending.append((job, image))
+            yield image
+
+    try:
+        for alpha in predictor.predict_many(readable(), nireq=nireq):
+            job, image = pending.popleft()
+            try:
+                write_image(job.output, operation.render(image, alpha))
+                summary.outputs.append(str(job.output))
+            except EdgematteError as exc:
+                fail(str(job.source), str(exc))
+            except OSError as exc:
+                fail(str(job.source), "{}: cannot write {} ({})".format(job.source, job.output,
+                                                                         exc.strerror or exc))
+            bar.update()
+    finally:
+        bar.close()
+
+
+def _process_video(predictor: Any, job: Job, operation: Operation, nireq: int, progress: bool, summary: Summary,
+                   fail: Callable[[str, str], None]) -> None:
+    """One video in, one video out (or a PNG frame folder for products with alpha); all or nothing."""
+    try:
+        reader = VideoReader(job.source)
+        frames = []  # type: List[np.ndarray]
+        bar = _Progress(reader.info.frame_count or None, job.source.name, progress)
+
+        def stream() -> Iterator[np.ndarray]:
+            for frame in reader:
+                frames.append(frame)
+                yield frame
+
+        try:
+            results = (operation.render(frames.pop(0), alpha) for alpha in predictor.predict_many(stream(), nireq))
+            if operation.has_alpha:
+                with atomic_dir(job.output) as folder:
+                    for index, rendered in enumerate(results):
+                        write_image(Path(folder) / "{:06d}.png".format(index), rendered)
+                        bar.update()
+            else:
+                size = (reader.info.width, reader.info.height)
+                with VideoWriter(job.output, reader.info.fps, size) as writer:
+                    for rendered in results:
+                        writer.write(rendered)
+                        bar.update()
+        finally:
+            bar.close()
+        summary.outputs.append(str(job.output))
+        if reader.broken:
+            summary.broken_frames += reader.broken
+            print("edgematte: warning: {}: {} unreadable frame(s) skipped".format(job.source, reader.broken),
+                  file=sys.stderr)
+    except EdgematteError as exc:
+        fail(str(job.source), str(exc) if str(job.source) in str(exc) else "{}: {}".format(job.source, exc))
+    except OSError as exc:
+        fail(str(job.source), "{}: cannot write {} ({})".format(job.source, job.output, exc.strerror or exc))
+
+
+__all__ = ["OPERATIONS", "Operation", "make_operation", "Summary", "Job", "expand_inputs", "process_inputs"]

@@ -1,0 +1,339 @@
+"""Dataset layouts on disk (folder pairs, DUTS, P3M-10k, PPM-100, AISegment) read as (image, alpha) pairs; torch-free."""
+import fnmatch
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+MASK_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class Pair:
+    """One sample: an image and where its alpha comes from (a mask file, or the alpha channel of an RGBA file)."""
+
+    image: Path
+    mask: Optional[Path] = None
+    # True: the alpha is the alpha channel of an RGBA PNG — of `mask` when set, else of `image` (AISegment cutouts).
+    alpha_in_image: bool = False
+    stem: str = ""
+
+    def __post_init__(self) -> None:
+        self.image = Path(self.image)
+        if self.mask is not None:
+            self.mask = Path(self.mask)
+        if not self.stem:
+            self.stem = self.image.stem
+
+
+@dataclass
+class Scan:
+    """What a layout scan found: the pairs, and the stems that had no partner (counted, not fatal)."""
+
+    layout: str
+    pairs: List[Pair] = field(default_factory=list)
+    unmatched_images: List[str] = field(default_factory=list)
+    unmatched_masks: List[str] = field(default_factory=list)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def _files(folder: Path, exts: Sequence[str], recursive: bool = False) -> List[Path]:
+    """Files of `folder` with one of `exts` (case-insensitive), sorted; hidden files skipped."""
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in it if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
+
+
+def _match(images: Path, masks: Path, scan: Scan) -> None:
+    """Pair files of two folders by stem into `scan`, counting stems without a partner."""
+    mask_by_stem = {}  # type: Dict[str, Path]
+    for path in _files(masks, MASK_EXTS):
+        # Prefer .png when a stem has several mask files.
+        if path.stem not in mask_by_stem or path.suffix.lower() == ".png":
+            mask_by_stem[path.stem] = path
+    used = set()
+    for path in _files(images, IMAGE_EXTS):
+        mask = mask_by_stem.get(path.stem)
+        if mask is None:
+            scan.unmatched_images.append(str(path))
+            continue
+        used.add(path.stem)
+        scan.pairs.append(Pair(image=path, mask=mask, stem=path.stem))
+    scan.unmatched_masks.extend(str(p) for s, p in sorted(mask_by_stem.items()) if s not in used)
+
+
+def _first_dir(root: Path, names: Sequence[str]) -> Optional[Path]:
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+# -- layouts ------------------------------------------------------------------------------------------
+@dataclass
+class Layout:
+    """A dataset layout: how to recognise it and how to list its pairs for a split."""
+
+    name: str
+    description: str
+    detect: Callable[[Path], bool]
+    scan: Callable[[Path, Optional[str]], Scan]
+
+
+def _pairs_detect(root: Path) -> bool:
+    return (root / "images").is_dir() and (root / "masks").is_dir()
+
+
+def _pairs_scan(root: Path, split: Optional[str]) -> Scan:
+    scan = Scan("pairs")
+    _match(root / "images", root / "masks", scan)
+    return scan
+
+
+_DUTS_SPLITS = {"train": ("TR",), "tr": ("TR",), "test": ("TE",), "te": ("TE",), "val": ("TE",)}
+
+
+def _duts_parts(root: Path) -> List[Tuple[str, Path]]:
+    """(part, folder holding DUTS-<part>-Image/-Mask) for each DUTS part found at root or one level down."""
+    found = []
+    for part in ("TR", "TE"):
+        for base in (root, root / "DUTS-{}".format(part)):
+            if (base / "DUTS-{}-Image".format(part)).is_dir() and (base / "DUTS-{}-Mask".format(part)).is_dir():
+                found.append((part, base))
+                break
+    return found
+
+
+def _duts_detect(root: Path) -> bool:
+    return bool(_duts_parts(root))
+
+
+def _duts_scan(root: Path, split: Optional[str]) -> Scan:
+    parts = _duts_parts(root)
+    if split is not None:
+        wanted = _DUTS_SPLITS.get(split.lower())
+        if wanted is None:
+            raise InputError("{}: unknown DUTS split {!r} (expected train or test)".format(root, split))
+        parts = [(p, b) for p, b in parts if p in wanted]
+        if not parts:
+            raise InputError("{}: DUTS split {!r} is not present".format(root, split))
+    scan = Scan("duts")
+    for part, base in parts:
+        _match(base / "DUTS-{}-Image".format(part), base / "DUTS-{}-Mask".format(part), scan)
+    return scan
+
+
+_P3M_VAL = {"val-p": ("P3M-500-P",), "val-np": ("P3M-500-NP",), "val": ("P3M-500-P", "P3M-500-NP"),
+            "p3m-500-p": ("P3M-500-P",), "p3m-500-np": ("P3M-500-NP",)}
+
+
+def _p3m_detect(root: Path) -> bool:
+    return (root / "train" / "mask").is_dir() and _first_dir(root / "train", ("blurred_image", "original_image")) is not None \
+        or (root / "validation" / "P3M-500-P").is_dir() or (root / "validation" / "P3M-500-NP").is_dir()
+
+
+def _p3m_scan(root: Path, split: Optional[str]) -> Scan:
+    key = (split or "train").lower()
+    if key == "train":
+        folders = [root / "train"]
+    elif key in _P3M_VAL:
+        folders = [root / "validation" / name for name in _P3M_VAL[key]]
+    else:
+        raise InputError("{}: unknown P3M-10k split {!r} (expected train, val, val-p or val-np)".format(root, split))
+    scan = Scan("p3m")
+    for folder in folders:
+        images = _first_dir(folder, ("blurred_image", "original_image"))
+        if images is None or not (folder / "mask").is_dir():
+            raise InputError("{}: P3M-10k split {!r} lacks {}/<blurred_image|original_image> + mask".format(
+                root, split or "train", folder.relative_to(root)))
+        _match(images, folder / "mask", scan)
+    return scan
+
+
+def _ppm_detect(root: Path) -> bool:
+    return (root / "image").is_dir() and (root / "matte").is_dir()
+
+
+def _ppm_scan(root: Path, split: Optional[str]) -> Scan:
+    scan = Scan("ppm")
+    _match(root / "image", root / "matte", scan)
+    return scan
+
+
+def _has_alpha(path: Path) -> bool:
+    """Whether an image file has an alpha channel (reads the file)."""
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return data is not None and data.ndim == 3 and data.shape[2] == 4
+
+
+def _aisegment_cutouts(root: Path) -> Optional[Path]:
+    """The folder holding AISegment RGBA cutouts: root/matting, root itself when named matting, or root with RGBA PNGs."""
+    if (root / "matting").is_dir():
+        return root / "matting"
+    pngs = [p for p in root.rglob("*.png")][:3] if root.is_dir() else []
+    if pngs and all(_has_alpha(p) for p in pngs):
+        return root
+    return None
+
+
+def _aisegment_detect(root: Path) -> bool:
+    return _aisegment_cutouts(root) is not None
+
+
+def _aisegment_scan(root: Path, split: Optional[str]) -> Scan:
+    cutouts = _aisegment_cutouts(root)
+    scan = Scan("aisegment")
+    if cutouts is None:
+        return scan
+    # AISegment ships the original photos next to the cutouts (clip_img/ mirrors matting/); use them when present,
+    # since the cutouts' colour under alpha=0 is undefined.
+    originals = {}  # type: Dict[str, Path]
+    clip = cutouts.parent / "clip_img"
+    if cutouts.name == "matting" and clip.is_dir():
+        originals = {p.stem: p for p in _files(clip, IMAGE_EXTS, recursive=True)}
+    for png in _files(cutouts, (".png",), recursive=True):
+        original = originals.get(png.stem)
+        if original is not None:
+            scan.pairs.append(Pair(image=original, mask=png, alpha_in_image=True, stem=png.stem))
+        else:
+            scan.pairs.append(Pair(image=png, mask=None, alpha_in_image=True, stem=png.stem))
+    return scan
+
+
+# Detection order: specific layouts first, the generic RGBA-cutout check last (it reads files).
+LAYOUTS = {
+    "duts": Layout("duts", "DUTS (DUTS-TR-Image + DUTS-TR-Mask, or DUTS-TE-*)", _duts_detect, _duts_scan),
+    "p3m": Layout("p3m", "P3M-10k (train/blurred_image + train/mask, validation/P3M-500-P|NP)", _p3m_detect, _p3m_scan),
+    "ppm": Layout("ppm", "PPM-100 (image/ + matte/)", _ppm_detect, _ppm_scan),
+    "pairs": Layout("pairs", "folder pairs (images/ + masks/ with matching stems)", _pairs_detect, _pairs_scan),
+    "aisegment": Layout("aisegment", "AISegment matting (matting/**.png RGBA cutouts)", _aisegment_detect,
+                        _aisegment_scan),
+}  # type: Dict[str, Layout]
+
+
+def _expected() -> str:
+    return "; ".join(layout.description for layout in LAYOUTS.values())
+
+
+def detect_layout(root) -> str:
+    """The name of the layout `root` follows; InputError listing the expected layouts when it follows none."""
+    path = Path(root)
+    if not path.is_dir():
+        raise InputError("{}: not a folder (expected a dataset folder: {})".format(path, _expected()))
+    for name, layout in LAYOUTS.items():
+        if layout.detect(path):
+            return name
+    raise InputError("{}: no known dataset layout (expected {})".format(path, _expected()))
+
+
+def scan_pairs(root, split: Optional[str] = None) -> Scan:
+    """Scan `root` (layout detected) into pairs plus the stems left without a partner."""
+    path = Path(root)
+    scan = LAYOUTS[detect_layout(path)].scan(path, split)
+    if scan.unmatched_images or scan.unmatched_masks:
+        log.warning("%s: %d images without a mask and %d masks without an image were skipped", path,
+                    len(scan.unmatched_images), len(scan.unmatched_masks))
+    return scan
+
+
+def find_pairs(root, split: Optional[str] = None) -> List[Pair]:
+    """The (image, mask) pairs of a dataset folder in a stable order; unmatched stems are logged and skipped."""
+    scan = scan_pairs(root, split)
+    if not scan.pairs:
+        raise InputError("{}: {} layout but no image/mask pairs found".format(root, scan.layout))
+    return scan.pairs
+
+
+def _matches(pair: Pair, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(pair.image.name, p) or fnmatch.fnmatchcase(pair.stem, p) for p in patterns)
+
+
+def filter_pairs(pairs: Sequence[Pair], include: Sequence[str] = (), exclude: Sequence[str] = (),
+                 source: str = "dataset") -> List[Pair]:
+    """Pairs whose image name or stem matches an `include` glob (all when none) and no `exclude` glob, e.g.
+    exclude=["vikram_*"] holds a subject out of training; InputError naming `source` when nothing is left."""
+    kept = [p for p in pairs if (not include or _matches(p, include)) and not _matches(p, exclude)]
+    if pairs and not kept:
+        raise InputError("{}: no pairs left after --include {} / --exclude {}".format(
+            source, " ".join(include) or "-", " ".join(exclude) or "-"))
+    return kept
+
+
+# -- reading ------------------------------------------------------------------------------------------
+try:  # the edge image reader (EXIF, bit depth, channels, clear errors) when present
+    from .io import read_image as _read_image, read_mask as _read_mask  # type: ignore
+except ImportError:  # pragma: no cover - edge/io.py not there yet
+    _read_image = None
+    _read_mask = None
+
+
+def _imread(path: Path) -> np.ndarray:
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise InputError("{}: cannot read image".format(path))
+    return data
+
+
+def _to_unit(data: np.ndarray) -> np.ndarray:
+    """Integer or float pixels to float32 in [0,1]."""
+    if data.dtype == np.uint8:
+        return data.astype(np.float32) / 255.0
+    if data.dtype == np.uint16:
+        return data.astype(np.float32) / 65535.0
+    return np.clip(data.astype(np.float32), 0.0, 1.0)
+
+
+def read_bgr(path: Path) -> np.ndarray:
+    """BGR uint8 HxWx3 of an image file."""
+    if _read_image is not None:
+        return _read_image(path)
+    data = _imread(path)
+    if data.dtype == np.uint16:
+        data = (data >> 8).astype(np.uint8)
+    if data.ndim == 2:
+        data = cv2.cvtColor(data, cv2.COLOR_GRAY2BGR)
+    elif data.shape[2] == 4:
+        data = cv2.cvtColor(data, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(data.astype(np.uint8))
+
+
+def read_alpha_channel(path: Path) -> np.ndarray:
+    """The alpha channel of an RGBA file as float32 HxW in [0,1]; InputError when it has none."""
+    data = _imread(path)
+    if data.ndim != 3 or data.shape[2] != 4:
+        raise InputError("{}: expected an RGBA image whose alpha is the matte".format(path))
+    return _to_unit(data[..., 3])
+
+
+def read_soft_mask(path: Path) -> np.ndarray:
+    """A mask file as float32 HxW in [0,1] (soft values kept; RGBA masks use their alpha channel)."""
+    if _read_mask is not None:
+        return _read_mask(path)
+    data = _imread(path)
+    if data.ndim == 3 and data.shape[2] == 4:
+        return _to_unit(data[..., 3])
+    if data.ndim == 3:
+        data = data[..., 0]
+    return _to_unit(data)
+
+
+def read_pair(pair: Pair) -> Tuple[np.ndarray, np.ndarray]:
+    """(BGR uint8 HxWx3, alpha float32 HxW in [0,1]) of a pair; InputError when their sizes differ."""
+    image = read_bgr(pair.image)
+    if pair.alpha_in_image:
+        alpha = read_alpha_channel(pair.mask if pair.mask is not None else pair.image)
+    elif pair.mask is not None:
+        alpha = read_soft_mask(pair.mask)
+    else:
+        raise InputError("{}: no mask and no alpha channel for this image".format(pair.image))
+    if alpha.shape != image.shape[:2]:
+        raise InputError("{}: mask size {}x{} differs from image size {}x{} ({})".format(
+            pair.mask or pair.image, alpha.shape[1], alpha.shape[0], image.shape[1], image.shape[0], pair.image))
+    return image, alpha.astype(np.float32)

@@ -1,0 +1,273 @@
+"""Score a predictor on a dataset: per-image IoU / boundary IoU / MAE (+ matting errors on soft GT), SOD metrics over the set."""
+import argparse
+import collections
+import fnmatch
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from . import metrics
+from .errors import InputError, ModelFileError
+
+SOFT_FRACTION = 0.001  # GT is a soft matte when more than 0.1% of its pixels lie strictly between 0 and 1
+MATTING_KEYS = ("mse", "mad", "sad", "grad", "conn")
+MASK_KEYS = ("iou", "boundary_iou", "mae")
+REPORT_FORMAT = 1
+
+
+def is_soft(alpha: np.ndarray, fraction: float = SOFT_FRACTION) -> bool:
+    """Whether a ground truth is a soft matte (more than `fraction` of pixels strictly inside (0,1)) rather than a mask."""
+    alpha = np.asarray(alpha)
+    if alpha.dtype == np.uint8:
+        inside = (alpha > 0) & (alpha < 255)
+    else:
+        inside = (alpha > 0) & (alpha < 1)
+    return bool(np.count_nonzero(inside) > fraction * alpha.size)
+
+
+def alpha_of(prediction: np.ndarray) -> np.ndarray:
+    """The foreground alpha of a prediction: alpha/saliency maps as they are; trimap probabilities as P(fg) + P(unknown)/2."""
+    if prediction.ndim == 3 and prediction.shape[2] == 3:
+        return prediction[..., 2] + 0.5 * prediction[..., 1]
+    return prediction
+
+
+@dataclass
+class EvalReport:
+    """Per-image records and the set's summary; JSON-able, printable as a table."""
+
+    model: str
+    data: str
+    records: List[Dict[str, Any]] = field(default_factory=list)
+    summary: Dict[str, Any] = field(default_factory=dict)
+    meta: Dict[str, Any] = field(default_factory=dict)
+    format: int = REPORT_FORMAT
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON-able dict."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """JSON text of the report."""
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "EvalReport":
+        """Rebuild a report from `to_dict` output."""
+        return cls(**data)
+
+    def write_json(self, path: str) -> None:
+        """Write the report (per-image records + summary) as JSON, atomically."""
+        from .io import write_text
+
+        write_text(path, self.to_json())
+
+    def table(self) -> str:
+        """The summary as a one-row text table."""
+        return summary_table([self])
+
+
+def summarise(records: Sequence[Dict[str, Any]], sod: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Means of the per-image metrics (matting means over the soft-GT images only) plus the set's SOD metrics."""
+    summary = {"images": len(records)}  # type: Dict[str, Any]
+    summary["mean"] = {k: float(np.mean([r[k] for r in records])) for k in MASK_KEYS} if records else {}
+    soft = [r for r in records if r.get("soft")]
+    summary["soft_images"] = len(soft)
+    summary["matting"] = {k: float(np.mean([r[k] for r in soft])) for k in MATTING_KEYS} if soft else {}
+    summary["sod"] = dict(sod or {})
+    return summary
+
+
+def score(pred: np.ndarray, gt: np.ndarray, soft: bool) -> Dict[str, Any]:
+    """Per-image metrics of one prediction against its ground truth (both HxW in [0,1])."""
+    record = {"iou": metrics.iou(pred, gt), "boundary_iou": metrics.boundary_iou(pred, gt),
+              "mae": metrics.mae(pred, gt), "soft": bool(soft)}  # type: Dict[str, Any]
+    if soft:
+        for key in MATTING_KEYS:
+            record[key] = getattr(metrics, key)(pred, gt)
+    return record
+
+
+def _progress(items: Iterable[Any], total: int, enabled: bool) -> Iterator[Any]:
+    """Wrap an iterator with a progress bar on stderr (tqdm when installed, a counter line otherwise)."""
+    if not enabled:
+        for item in items:
+            yield item
+        return
+    try:
+        from tqdm import tqdm  # type: ignore
+    except ImportError:
+        tqdm = None
+    if tqdm is not None:
+        for item in tqdm(items, total=total, desc="eval", unit="img", file=sys.stderr, leave=False):
+            yield item
+        return
+    for done, item in enumerate(items, 1):
+        yield item
+        print("\reval: {}/{}".format(done, total), end="", file=sys.stderr, flush=True)
+    print("", file=sys.stderr)
+
+
+def evaluate(predictor: Any, pairs: Sequence[Any], *, progress: bool = True, soft_gt: Optional[bool] = None,
+             sod: bool = True, data: str = "", nireq: int = 0) -> EvalReport:
+    """Run `predictor` on dataset pairs (edgematte.edge.datasets.Pair) and score every image.
+
+    soft_gt: None detects per image (see `is_soft`), True/False forces the matting metrics on/off.
+    sod: also accumulate the SOD metrics over the set (needs pysodmetrics, the `eval` extra).
+    """
+    from .datasets import read_pair
+
+    pairs = list(pairs)
+    if not pairs:
+        raise InputError("{}: no image/mask pairs to evaluate".format(data or "dataset"))
+    accumulator = metrics.SODMetrics() if sod else None
+    pending = collections.deque()  # type: Deque[Any]
+
+    def images() -> Iterator[np.ndarray]:
+        for pair in pairs:
+            image, alpha = read_pair(pair)
+            pending.append((pair, alpha))
+            yield image
+
+    records = []  # type: List[Dict[str, Any]]
+    for prediction in _progress(predictor.predict_many(images(), nireq=nireq), len(pairs), progress):
+        pair, gt = pending.popleft()
+        pred = alpha_of(np.asarray(prediction, dtype=np.float32))
+        if pred.shape != gt.shape:
+            raise InputError("{}: prediction {}x{} differs from the mask {}x{}".format(
+                pair.image, pred.shape[1], pred.shape[0], gt.shape[1], gt.shape[0]))
+        soft = is_soft(gt) if soft_gt is None else bool(soft_gt)
+        record = {"stem": pair.stem}  # type: Dict[str, Any]
+        record.update(score(pred, gt, soft))
+        records.append(record)
+        if accumulator is not None:
+            accumulator.step(pred, gt)
+    card = getattr(predictor, "card", None)
+    return EvalReport(
+        model=getattr(card, "name", type(predictor).__name__),
+        data=str(data),
+        records=records,
+        summary=summarise(records, accumulator.results() if accumulator is not None else None),
+        meta={"task": getattr(card, "task", None), "soft_gt": "auto" if soft_gt is None else bool(soft_gt),
+              "soft_fraction": SOFT_FRACTION},
+    )
+
+
+# -- printing ----------------------------------------------------------------------------------
+_COLUMNS = (  # (header, getter, format)
+    ("IoU", lambda s: s["mean"].get("iou"), "{:.4f}"),
+    ("BIoU", lambda s: s["mean"].get("boundary_iou"), "{:.4f}"),
+    ("MAE", lambda s: s["mean"].get("mae"), "{:.4f}"),
+    ("maxF", lambda s: s["sod"].get("maxF"), "{:.4f}"),
+    ("meanF", lambda s: s["sod"].get("meanF"), "{:.4f}"),
+    ("S", lambda s: s["sod"].get("S"), "{:.4f}"),
+    ("maxE", lambda s: s["sod"].get("maxE"), "{:.4f}"),
+    ("meanE", lambda s: s["sod"].get("meanE"), "{:.4f}"),
+    ("SAD", lambda s: s["matting"].get("sad"), "{:.3f}"),
+    ("MSE", lambda s: s["matting"].get("mse"), "{:.5f}"),
+    ("Grad", lambda s: s["matting"].get("grad"), "{:.3f}"),
+    ("Conn", lambda s: s["matting"].get("conn"), "{:.3f}"),
+)
+
+
+def summary_table(reports: Sequence[EvalReport]) -> str:
+    """Reports side by side, one row each; columns no report has are left out (SAD/MSE/Grad/Conn: soft-GT images)."""
+    columns = [c for c in _COLUMNS if any(c[1](r.summary) is not None for r in reports)]
+    header = ["model", "images", "soft"] + [c[0] for c in columns]
+    rows = [header]
+    for report in reports:
+        s = report.summary
+        cells = [report.model, str(s.get("images", 0)), str(s.get("soft_images", 0))]
+        for _, get, fmt in columns:
+            value = get(s)
+            cells.append("-" if value is None else fmt.format(value))
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# -- the `edgematte eval` verb ---------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer, got {!r}".format(text)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("expected a positive integer, got {}".format(value))
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the `eval` verb."""
+    parser = subparsers.add_parser(
+        "eval", help="score a model on a dataset folder (IoU, boundary IoU, MAE, SOD and matting metrics)",
+        description="Score a model on a dataset folder: per-image IoU, boundary IoU and MAE (+ SAD/MSE/Grad/Conn "
+                    "when the ground truth is a soft matte), and the SOD metrics (max/mean F, S, max/mean E) over "
+                    "the set.")
+    parser.add_argument("model", help="IR .xml, .onnx, kit checkpoint or shipped model name; with --spec any "
+                                      "ONNX/TFLite/IR file OpenVINO reads")
+    parser.add_argument("data", help="dataset folder (images/+masks/ pairs, DUTS, P3M-10k, PPM-100, AISegment)")
+    parser.add_argument("--spec", help="preprocessing spec (JSON path or shipped name, e.g. mediapipe_selfie) "
+                                       "to run MODEL as a foreign model")
+    parser.add_argument("--json", metavar="FILE", help="write per-image records and the summary to this JSON file")
+    parser.add_argument("-d", "--device", default="CPU", help="OpenVINO device (default CPU)")
+    parser.add_argument("--split", help="dataset split where the layout has several (e.g. test, val-p)")
+    parser.add_argument("--filter", metavar="GLOB", help="only images whose stem matches this glob (e.g. 'vikram_*')")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N images (after --filter)")
+    parser.add_argument("--soft-gt", choices=("auto", "yes", "no"), default="auto",
+                        help="compute the matting errors: auto (when the GT is a soft matte), always, or never")
+    parser.add_argument("--no-sod", action="store_true", help="skip the SOD metrics (no pysodmetrics needed)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    parser.set_defaults(func=run_eval)
+
+
+def select_pairs(pairs: Sequence[Any], pattern: Optional[str] = None, limit: Optional[int] = None) -> List[Any]:
+    """Pairs whose stem matches the glob `pattern` (all when None), the first `limit` of them."""
+    chosen = [p for p in pairs if pattern is None or fnmatch.fnmatchcase(p.stem, pattern)]
+    return chosen[:limit] if limit else chosen
+
+
+def load_predictor(model: str, spec: Optional[str] = None, device: str = "CPU") -> Any:
+    """A Predictor for MODEL: a ForeignPredictor when a spec is given, else the edge runtime's loader."""
+    if spec:
+        from .foreign import ForeignPredictor, load_spec
+
+        return ForeignPredictor(model, load_spec(spec), device=device)
+    from .foreign import shipped_specs
+    from .runtime import load_model
+
+    try:
+        return load_model(model, device=device)
+    except ModelFileError as exc:  # a foreign model needs a spec: say so
+        raise ModelFileError("{} (a model from elsewhere? run it with --spec SPEC.json or a shipped spec: {})".format(
+            exc, ", ".join(shipped_specs()))) from None
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Handler of `edgematte eval`."""
+    from .datasets import find_pairs
+
+    pairs = select_pairs(find_pairs(args.data, args.split), args.filter, args.limit)
+    if not pairs:
+        raise InputError("{}: no pairs match --filter {!r}".format(args.data, args.filter))
+    predictor = load_predictor(args.model, args.spec, args.device)
+    soft = {"auto": None, "yes": True, "no": False}[args.soft_gt]
+    report = evaluate(predictor, pairs, progress=not args.no_progress, soft_gt=soft, sod=not args.no_sod,
+                      data=str(args.data))
+    report.meta.update({"model_path": str(args.model), "spec": args.spec, "device": args.device,
+                        "split": args.split, "filter": args.filter, "limit": args.limit})
+    print(report.table())
+    if args.json:
+        report.write_json(args.json)
+        print("wrote {}".format(args.json))
+    return 0
+
+
+__all__ = ["EvalReport", "evaluate", "summarise", "score", "summary_table", "is_soft", "alpha_of", "register",
+           "select_pairs", "load_predictor"]

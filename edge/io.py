@@ -1,0 +1,497 @@
+"""Safe image and video I/O: every reader normalises what OpenCV decodes, every writer is atomic, every failure is one line."""
+import contextlib
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Tuple, Union
+
+# OpenCV's FFmpeg backend reads this once, at the first video opened in the process: keep FFmpeg's own messages
+# ("moov atom not found") off stderr, since every unreadable video becomes a one-line InputError here. A value the
+# user set is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .errors import InputError  # noqa: E402
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm",
+                  ".pnm", ".exr", ".hdr", ".pic")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
+# Containers we write, with the fourcc OpenCV's bundled FFmpeg encodes into them.
+VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+DEFAULT_MAX_PIXELS = 50000000  # 50 megapixels: above this an image is refused (or downscaled on request)
+
+
+# -- atomic writes ------------------------------------------------------------------------------
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[str]:
+    """Yield a temp path in the target's directory (same suffix); os.replace it onto `path` only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix="." + target.stem + ".", suffix=".tmp" + target.suffix,
+                                   dir=str(target.parent))
+    os.close(handle)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
+    try:
+        yield tmp
+        os.replace(tmp, str(target))
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: PathLike) -> Iterator[str]:
+    """Yield a fresh temp folder next to `path`; it becomes `path` (replacing an older one) only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + target.name + ".", suffix=".tmp", dir=str(target.parent))
+    try:
+        yield tmp
+        if target.is_dir():
+            import shutil
+
+            shutil.rmtree(str(target))
+        os.replace(tmp, str(target))
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: str) -> None:
+    """Best-effort removal of a temp file or folder."""
+    try:
+        if os.path.isdir(path):
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+    except OSError:
+        pass
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Write bytes atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+
+def write_text(path: PathLike, text: str) -> None:
+    """Write UTF-8 text atomically (reports, JSON)."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_image(path: PathLike, image: np.ndarray, params: Optional[Tuple[int, ...]] = None) -> None:
+    """Encode `image` (BGR, BGRA or single channel; uint8 or uint16) by the path's suffix and write it atomically."""
+    suffix = Path(path).suffix.lower() or ".png"
+    try:
+        ok, buffer = cv2.imencode(suffix, np.ascontiguousarray(image), list(params or ()))
+    except cv2.error as exc:
+        raise InputError("{}: cannot encode a {} {} image as {} ({})".format(
+            path, "x".join(str(s) for s in image.shape), image.dtype, suffix, _first_line(str(exc)))) from None
+    if not ok:
+        raise InputError("{}: cannot encode the image as {}".format(path, suffix))
+    write_bytes(path, buffer.tobytes())
+
+
+# -- image header parsing (sizes before decoding, EXIF orientation) -------------------------------
+def image_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """(height, width) from a PNG/JPEG/BMP/GIF/WebP header without decoding; None when unknown."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", data[16:24])
+            return height, width
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data)
+        if data[:2] == b"BM" and len(data) >= 26:
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(height), abs(width)
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            width, height = struct.unpack("<HH", data[6:10])
+            return height, width
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_size(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg_segments(data: bytes) -> Iterator[Tuple[int, int, int]]:
+    """Yield (marker, payload start, payload length) of the JPEG header segments, up to the first SOS."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a payload
+            pos += 2
+            continue
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        yield marker, pos + 4, length - 2
+        if marker == 0xDA:  # start of scan: entropy-coded data follows
+            return
+        pos += 2 + length
+
+
+def _jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
+    for marker, start, _ in _jpeg_segments(data):
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            height, width = struct.unpack(">HH", data[start + 1:start + 5])
+            return height, width
+    return None
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    """True when an end-of-image marker follows the first scan (0xFFD9 cannot occur inside entropy-coded data)."""
+    sos = None
+    for marker, start, length in _jpeg_segments(data):
+        if marker == 0xDA:
+            sos = start + length
+    return sos is not None and data.rfind(b"\xff\xd9") >= sos
+
+
+def _webp_size(data: bytes) -> Optional[Tuple[int, int]]:
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        width = 1 + int.from_bytes(data[24:27], "little")
+        height = 1 + int.from_bytes(data[27:30], "little")
+        return height, width
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", data[26:30])
+        return height & 0x3FFF, width & 0x3FFF
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+    return None
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (1..8) of a JPEG (APP1) or PNG (eXIf chunk); 1 when absent or unreadable."""
+    try:
+        tiff = None
+        if data[:2] == b"\xff\xd8":
+            for marker, start, length in _jpeg_segments(data):
+                if marker == 0xE1 and data[start:start + 6] == b"Exif\x00\x00":
+                    tiff = data[start + 6:start + length]
+                    break
+        elif data[:8] == b"\x89PNG\r\n\x1a\n":
+            pos = 8
+            while pos + 8 <= len(data):
+                length = struct.unpack(">I", data[pos:pos + 4])[0]
+                kind = data[pos + 4:pos + 8]
+                if kind == b"eXIf":
+                    tiff = data[pos + 8:pos + 8 + length]
+                    break
+                if kind in (b"IDAT", b"IEND"):
+                    break
+                pos += 12 + length
+        return _tiff_orientation(tiff) if tiff else 1
+    except (struct.error, IndexError, ValueError):
+        return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """Orientation (tag 0x0112) from IFD0 of a TIFF-structured EXIF block."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return 1
+    ifd = struct.unpack(order + "I", tiff[4:8])[0]
+    count = struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]
+    for i in range(count):
+        entry = ifd + 2 + 12 * i
+        tag, kind = struct.unpack(order + "HH", tiff[entry:entry + 4])
+        if tag == 0x0112 and kind == 3:  # SHORT
+            value = struct.unpack(order + "H", tiff[entry + 8:entry + 10])[0]
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a stored image upright per its EXIF orientation (1..8), as viewers and cv2.IMREAD_COLOR do."""
+    if orientation == 2:
+        return cv2.flip(image, 1)
+    if orientation == 3:
+        return cv2.rotate(image, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(image, 0)
+    if orientation == 5:
+        return cv2.transpose(image)
+    if orientation == 6:
+        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.rotate(cv2.transpose(image), cv2.ROTATE_180)
+    if orientation == 8:
+        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return image
+
+
+# -- image reading --------------------------------------------------------------------------------
+def _read_bytes(path: PathLike) -> bytes:
+    """The file's bytes, or an InputError naming it (missing, folder, unreadable, empty)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("{}: no such file".format(path))
+    if p.is_dir():
+        raise InputError("{}: is a folder, not an image".format(path))
+    try:
+        data = np.fromfile(str(p), dtype=np.uint8).tobytes()
+    except OSError as exc:
+        raise InputError("{}: cannot read ({})".format(path, exc.strerror or exc)) from None
+    if not data:
+        raise InputError("{}: empty file".format(path))
+    return data
+
+
+def _decode(path: PathLike, data: bytes, max_pixels: Optional[int], downscale: bool) -> Tuple[np.ndarray, int]:
+    """Decode bytes as-is (bit depth and channels kept) and return (array, EXIF orientation); refuse huge images."""
+    if data[:2] == b"\xff\xd8" and not _jpeg_is_complete(data):
+        raise InputError("{}: truncated or corrupt JPEG (no end-of-image marker)".format(path))
+    size = image_size(data)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    flags = cv2.IMREAD_UNCHANGED
+    if size is not None and max_pixels and size[0] * size[1] > max_pixels:
+        if not downscale:
+            raise InputError("{}: {}x{} is {:.1f} megapixels, above the limit of {:.1f} (raise max_pixels or "
+                             "downscale)".format(path, size[1], size[0], size[0] * size[1] / 1e6, max_pixels / 1e6))
+        # Decode at 1/2, 1/4 or 1/8 (JPEG decodes reduced for almost free); the exact fit is done below.
+        ratio = size[0] * size[1] / float(max_pixels)
+        flags = cv2.IMREAD_REDUCED_COLOR_2 if ratio <= 4 else (
+            cv2.IMREAD_REDUCED_COLOR_4 if ratio <= 16 else cv2.IMREAD_REDUCED_COLOR_8)
+    try:
+        image = cv2.imdecode(buffer, flags)
+    except cv2.error as exc:
+        raise InputError("{}: not a readable image ({})".format(path, _first_line(str(exc)))) from None
+    if image is None or image.size == 0:
+        raise InputError("{}: not a readable image (unknown format, corrupt or truncated)".format(path))
+    # IMREAD_REDUCED_* already applied EXIF orientation; IMREAD_UNCHANGED ignores it.
+    orientation = exif_orientation(data) if flags == cv2.IMREAD_UNCHANGED else 1
+    if max_pixels and image.shape[0] * image.shape[1] > max_pixels:
+        if not downscale:
+            raise InputError("{}: {}x{} is {:.1f} megapixels, above the limit of {:.1f} (raise max_pixels or "
+                             "downscale)".format(path, image.shape[1], image.shape[0],
+                                                 image.shape[0] * image.shape[1] / 1e6, max_pixels / 1e6))
+        image = _fit_pixels(image, max_pixels)
+    return image, orientation
+
+
+def _fit_pixels(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """Shrink (area interpolation, aspect kept) so that height*width <= max_pixels."""
+    h, w = image.shape[:2]
+    scale = (max_pixels / float(h * w)) ** 0.5
+    nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    """16-bit -> 8-bit by scaling (v/257), float assumed in [0,1]; other integer types clipped."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if image.dtype.kind == "f":
+        return (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def read_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, downscale: bool = False) -> np.ndarray:
+    """Read an image as upright BGR uint8 HxWx3.
+
+    Grayscale becomes BGR, 16-bit is scaled to 8-bit, alpha is dropped (the colour channels are kept as stored,
+    not composited), EXIF orientation (JPEG APP1, PNG eXIf) is applied, CMYK JPEGs arrive as BGR from OpenCV.
+    Images above `max_pixels` (checked from the header before decoding where the format allows) are refused,
+    or shrunk to fit when `downscale` is True. Any failure is an InputError naming the file.
+    """
+    data = _read_bytes(path)
+    image, orientation = _decode(path, data, max_pixels, downscale)
+    image = _to_uint8(image)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = np.ascontiguousarray(image[:, :, :3])
+    elif image.shape[2] in (1, 2):  # gray (+ alpha)
+        image = cv2.cvtColor(np.ascontiguousarray(image[:, :, 0]), cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] != 3:
+        raise InputError("{}: unsupported image with {} channels".format(path, image.shape[2]))
+    return apply_orientation(image, orientation)
+
+
+def read_mask(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a mask/alpha as float32 HxW in [0,1] (8/16-bit/float; the alpha channel when it is not all opaque, else
+    the first channel), EXIF orientation applied."""
+    data = _read_bytes(path)
+    image, orientation = _decode(path, data, max_pixels, False)
+    if image.ndim == 3:
+        if image.shape[2] in (2, 4):
+            alpha = image[:, :, -1]
+            full = np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else 1.0
+            image = alpha if alpha.min() < full else image[:, :, 0]
+        else:
+            image = image[:, :, 0]
+    if image.dtype.kind in "ui":
+        mask = image.astype(np.float32) / float(np.iinfo(image.dtype).max)
+    else:
+        mask = np.clip(np.nan_to_num(image.astype(np.float32)), 0.0, 1.0)
+    return np.ascontiguousarray(apply_orientation(mask, orientation))
+
+
+def quiet_opencv() -> None:
+    """Silence OpenCV's own stderr logging (decoder warnings on corrupt files): the CLI reports each bad input on one
+    line of its own."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None and hasattr(logging, "setLogLevel"):
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    elif hasattr(cv2, "setLogLevel"):  # older builds
+        cv2.setLogLevel(0)
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+# -- video ----------------------------------------------------------------------------------------
+@dataclass
+class VideoInfo:
+    """What a video holds: frames per second, frame count (as the container reports it), frame size."""
+
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+
+
+def _open_capture(path: PathLike) -> "cv2.VideoCapture":
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("{}: no such file".format(path))
+    if p.stat().st_size == 0:
+        raise InputError("{}: empty file".format(path))
+    capture = cv2.VideoCapture(str(p))
+    if not capture.isOpened():
+        capture.release()
+        raise InputError("{}: not a readable video".format(path))
+    return capture
+
+
+def probe_video(path: PathLike) -> VideoInfo:
+    """Frame rate, frame count and size of a video; InputError when it cannot be opened."""
+    capture = _open_capture(path)
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        info = VideoInfo(fps=float(fps) if fps and fps > 0 else 25.0,
+                         frame_count=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))),
+                         width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                         height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    finally:
+        capture.release()
+    if info.width <= 0 or info.height <= 0:
+        raise InputError("{}: not a readable video (no frame size)".format(path))
+    return info
+
+
+class VideoReader:
+    """Iterate a video's frames as BGR uint8; unreadable frames are skipped and counted in `.broken`."""
+
+    def __init__(self, path: PathLike, max_broken: int = 25) -> None:
+        self.path = path
+        self.info = probe_video(path)
+        self.max_broken = max_broken  # consecutive failures before the rest is taken as the end
+        self.broken = 0
+        self.frames = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        capture = _open_capture(self.path)
+        try:
+            failures = 0
+            while True:
+                ok, frame = capture.read()
+                if ok and frame is not None and frame.size:
+                    failures = 0
+                    self.frames += 1
+                    yield _to_uint8(frame) if frame.ndim == 3 else cv2.cvtColor(_to_uint8(frame), cv2.COLOR_GRAY2BGR)
+                    continue
+                position = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
+                if position >= self.info.frame_count or failures >= self.max_broken:
+                    break
+                failures += 1
+                self.broken += 1
+        finally:
+            capture.release()
+        if self.frames == 0:
+            raise InputError("{}: the video has no readable frame".format(self.path))
+
+
+def iter_video_frames(path: PathLike) -> VideoReader:
+    """The frames of a video (BGR uint8); the returned reader counts skipped broken frames in `.broken`."""
+    return VideoReader(path)
+
+
+def video_suffix_for_writing(suffix: str) -> str:
+    """The container to write for an input suffix: the same one when OpenCV can write it, else .mp4."""
+    suffix = suffix.lower()
+    return suffix if suffix in VIDEO_FOURCC else ".mp4"
+
+
+class VideoWriter:
+    """Write BGR frames to a temp file next to `path`; it becomes `path` only when the block ends without error."""
+
+    def __init__(self, path: PathLike, fps: float, size: Tuple[int, int]) -> None:
+        self.path = Path(path)
+        self.fps = fps
+        self.size = size  # (width, height)
+        self._atomic = None  # type: Optional[contextlib.AbstractContextManager]
+        self._writer = None
+        self.frames = 0
+
+    def __enter__(self) -> "VideoWriter":
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_FOURCC:
+            raise InputError("{}: cannot write video as {} (supported: {})".format(
+                self.path, suffix or "no suffix", ", ".join(sorted(VIDEO_FOURCC))))
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*VIDEO_FOURCC[suffix]), self.fps, self.size)
+        if not writer.isOpened():
+            self._atomic.__exit__(InputError, InputError("open failed"), None)
+            raise InputError("{}: OpenCV cannot open a {} video writer here".format(self.path, VIDEO_FOURCC[suffix]))
+        self._writer = writer
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame (BGR uint8, or single channel which is written as gray)."""
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if (frame.shape[1], frame.shape[0]) != tuple(self.size):
+            frame = cv2.resize(frame, tuple(self.size), interpolation=cv2.INTER_LINEAR)
+        self._writer.write(np.ascontiguousarray(frame))
+        self.frames += 1
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._writer is not None:
+            self._writer.release()
+        if exc_type is None and self.frames == 0:
+            exc_type, exc = InputError, InputError("{}: no frame was written".format(self.path))
+            self._atomic.__exit__(exc_type, exc, None)
+            raise exc
+        self._atomic.__exit__(exc_type, exc, tb)
+        return False
+
+
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "DEFAULT_MAX_PIXELS", "atomic_path", "atomic_dir", "write_bytes",
+           "write_text", "write_image", "read_image", "read_mask", "quiet_opencv", "image_size", "exif_orientation",
+           "apply_orientation", "VideoInfo", "probe_video", "VideoReader", "iter_video_frames", "VideoWriter",
+           "video_suffix_for_writing"]

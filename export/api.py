@@ -1,0 +1,228 @@
+"""export_model: a kit checkpoint or a zoo name -> ONNX + FP32/FP16 IR with parity checks and export_report.json."""
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from edgematte.edge.card import ModelCard, sha256_file
+from edgematte.edge.errors import EdgematteError, InputError
+from edgematte.edge.io import write_text
+
+from . import parity
+from .cards import PRECISIONS, tool_versions
+from .to_ir import export_ir
+from .to_onnx import DEFAULT_OPSET, export_onnx
+
+FORMATS = ("onnx", "ir")
+REPORT_NAME = "export_report.json"
+UNTRAINED_SEED = 0
+
+
+@dataclass
+class ExportReport:
+    """What one export wrote and measured; JSON round-trip via to_dict()/from_dict()."""
+
+    name: str
+    source: str
+    arch: str
+    task: str
+    input_size: List[int]
+    dynamic: bool
+    untrained: bool
+    params: int
+    flops: int
+    source_sha256: Optional[str] = None
+    exporter: str = "dynamo"
+    opset: int = DEFAULT_OPSET
+    files: Dict[str, int] = field(default_factory=dict)  # file name -> bytes
+    onnx: Dict[str, Any] = field(default_factory=dict)  # ort_max_abs_diff, opencv_dnn, batchnorm_ops, ...
+    ir: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # precision -> batchnorm_ops, weights_sha256, ...
+    parity: Dict[str, Any] = field(default_factory=dict)  # check name -> compare() result
+    parity_images: str = ""
+    tools: Dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    ok: bool = True
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ExportReport":
+        """Inverse of to_dict()."""
+        return cls(**data)
+
+    def summary(self) -> str:
+        """A few human lines: sizes, cost, parity."""
+        lines = ["{} ({}, {}) at {}x{}{}: {:.2f} M params, {:.2f} GFLOPs{}".format(
+            self.name, self.arch, self.task, self.input_size[0], self.input_size[1],
+            " (dynamic)" if self.dynamic else "", self.params / 1e6, self.flops / 1e9,
+            ", untrained" if self.untrained else "")]
+        for fname, size in sorted(self.files.items()):
+            lines.append("  {:<28} {:>10.2f} MB".format(fname, size / 1e6))
+        if self.onnx:
+            cv = self.onnx.get("opencv_dnn", {})
+            lines.append("  onnxruntime vs PyTorch: max |diff| {:.2e}; OpenCV DNN: {}".format(
+                self.onnx["ort_max_abs_diff"],
+                "max |diff| {:.2e}".format(cv["max_abs_diff"]) if cv.get("runs") else "cannot run it"))
+        for precision, info in sorted(self.ir.items()):
+            lines.append("  IR {}: {} BatchNorm op(s)".format(precision.upper(), info["batchnorm_ops"]))
+        for check, result in self.parity.items():
+            lines.append("  {:<22} max |diff| {:.2e}, min IoU@0.5 {:.4f} over {} image(s): {}".format(
+                check, result["max_abs_diff"], result["min_iou"], result["images"],
+                "ok" if result["ok"] else "FAILED"))
+        return "\n".join(lines)
+
+
+def _parse_list(values: Sequence[str], known: Sequence[str], what: str) -> Tuple[str, ...]:
+    """Lower-cased, de-duplicated values, all in `known` (InputError otherwise)."""
+    out: List[str] = []
+    for value in values:
+        value = str(value).strip().lower()
+        if value not in known:
+            raise InputError("unknown {} {!r} (expected {})".format(what, value, ", ".join(known)))
+        if value not in out:
+            out.append(value)
+    if not out:
+        raise InputError("no {} given (expected some of {})".format(what, ", ".join(known)))
+    return tuple(out)
+
+
+def load_source(source: str, untrained: bool = False, seed: int = UNTRAINED_SEED
+                ) -> Tuple[nn.Module, Optional[ModelCard], Optional[str], str]:
+    """(model, card or None, source sha256 or None, name) from a kit checkpoint, or a zoo name when `untrained`."""
+    from edgematte.train.models import create_model, list_models
+
+    path = Path(str(source))
+    if untrained:
+        torch.manual_seed(seed)
+        model = create_model(str(source))  # unknown names raise ModelConfigError (an EdgematteError)
+        return model.eval(), None, None, str(source)
+    if not path.is_file():
+        if str(source) in list_models():
+            raise InputError("{}: a zoo name has no trained weights here; pass a checkpoint, or --untrained for a "
+                             "randomly initialised {}".format(source, source))
+        raise InputError("{}: no such checkpoint".format(source))
+    from edgematte.train.checkpoint import load_checkpoint
+
+    model, ckpt = load_checkpoint(str(path))
+    card = ModelCard.from_dict(ckpt["card"], str(path)) if ckpt.get("card") else None
+    name = card.name if card is not None else str(getattr(model, "arch", path.stem))
+    return model.eval(), card, sha256_file(str(path)), name
+
+
+def export_model(source: str, out_dir: str, formats: Sequence[str] = FORMATS, precisions: Sequence[str] = PRECISIONS,
+                 size: Optional[Sequence[int]] = None, dynamic: bool = False, untrained: bool = False,
+                 images: Optional[str] = None, image_count: int = 8, opset: int = DEFAULT_OPSET,
+                 verbose: bool = False) -> ExportReport:
+    """Export `source` to out_dir/<name>.onnx and <name>_fp32/_fp16.xml/.bin, check parity, write export_report.json.
+
+    `images`: folder of parity images, or "synthetic" (default ../shared/data/duts-te-val/images when present,
+    else synthetic ones).
+    Raises ParityError (after writing the report) when FP16 or ONNX-vs-IR parity fails.
+    """
+    from edgematte.train.models.stats import model_stats
+
+    started = time.time()
+    formats = _parse_list(formats, FORMATS, "format")
+    precisions = _parse_list(precisions, PRECISIONS, "precision")
+    model, base_card, source_sha, name = load_source(source, untrained)
+    input_size = [int(v) for v in (size if size else model.config.input_size)]
+    if len(input_size) != 2 or min(input_size) < 8:
+        raise InputError("--size needs two sides of at least 8 pixels, got {}".format(input_size))
+    if base_card is not None:
+        base_card.source_sha256 = source_sha
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stats = model_stats(model, input_size)
+    report = ExportReport(name=name, source=str(source), arch=str(model.arch), task=str(model.task),
+                          input_size=input_size, dynamic=bool(dynamic), untrained=bool(untrained),
+                          params=int(stats["params"]), flops=int(stats["flops"]), source_sha256=source_sha,
+                          tools=tool_versions())
+
+    scratch = None if "onnx" in formats else tempfile.mkdtemp(prefix="edgematte-export-")
+    try:
+        _export_files(report, model, base_card, out, Path(scratch) if scratch else out, formats, precisions,
+                      input_size, dynamic, untrained, source_sha, images, image_count, opset, verbose)
+    finally:
+        if scratch:  # the ONNX file was only the way to the IR
+            shutil.rmtree(scratch, ignore_errors=True)
+    report.seconds = round(time.time() - started, 2)
+    report.ok = all(result["ok"] for result in report.parity.values())
+    write_text(str(out / REPORT_NAME), json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
+    _say(verbose, report.summary())
+    if not report.ok:
+        failed = [k for k, v in report.parity.items() if not v["ok"]]
+        parity.check(report.parity[failed[0]], "{}: {} parity".format(out / REPORT_NAME, failed[0]))
+    return report
+
+
+def _export_files(report: ExportReport, model: nn.Module, base_card: Optional[ModelCard], out: Path, onnx_dir: Path,
+                  formats: Sequence[str], precisions: Sequence[str], input_size: List[int], dynamic: bool,
+                  untrained: bool, source_sha: Optional[str], images: Optional[str], image_count: int, opset: int,
+                  verbose: bool) -> None:
+    """Write the ONNX file into onnx_dir and the IRs into out; fill report.onnx/.ir/.parity/.files."""
+    name = report.name
+    onnx_path = onnx_dir / (name + ".onnx")
+    info = export_onnx(model, str(onnx_path), input_size, dynamic=dynamic, card=base_card, opset=opset)
+    card: ModelCard = info.pop("card")
+    if source_sha is None and untrained:
+        card.notes = (card.notes + " " if card.notes else "") + "untrained: random init (torch seed {})".format(
+            UNTRAINED_SEED)
+    report.exporter, report.opset = info["exporter"], info["opset"]
+    report.onnx = {k: v for k, v in info.items() if k not in ("path",)}
+    _say(verbose, "onnx  {} (onnxruntime max |diff| {:.2e})".format(onnx_path.name, info["ort_max_abs_diff"]))
+
+    xml_paths: Dict[str, Path] = {}
+    if "ir" in formats:
+        for precision in precisions:
+            xml = out / "{}_{}.xml".format(name, precision)
+            ir = export_ir(str(onnx_path), str(xml), card, precision)
+            ir.pop("card")
+            report.ir[precision] = {k: v for k, v in ir.items() if k != "path"}
+            xml_paths[precision] = xml
+            _say(verbose, "ir    {} ({} BatchNorm ops)".format(xml.name, ir["batchnorm_ops"]))
+        _check_parity(report, model, card, onnx_path, xml_paths, images, image_count, precisions)
+
+    written = ([onnx_path] if "onnx" in formats else []) + [
+        p for xml in xml_paths.values() for p in (xml, xml.with_suffix(".bin"))]
+    report.files = {p.name: p.stat().st_size for p in written}
+
+
+def _check_parity(report: ExportReport, model: nn.Module, card: ModelCard, onnx_path: Path,
+                  xml_paths: Dict[str, Path], images: Optional[str], image_count: int,
+                  precisions: Sequence[str]) -> None:
+    """Fill report.parity: ONNX vs FP32 IR, FP16 IR vs FP32 IR (or vs ONNX), PyTorch FP32 vs FP16 activations."""
+    pictures, where = parity.parity_images(image_count, images)
+    report.parity_images = where
+    fp32 = parity.ir_runner(str(xml_paths["fp32"])) if "fp32" in xml_paths else None
+    if fp32 is not None:
+        report.parity["onnx_vs_ir_fp32"] = parity.compare(
+            parity.onnxruntime_runner(str(onnx_path)), fp32, pictures, parity.ONNX_IR_MAX_ABS_DIFF,
+            parity.ONNX_IR_MIN_IOU)
+    if "fp16" in xml_paths:
+        reference = fp32 if fp32 is not None else parity.onnxruntime_runner(str(onnx_path))
+        report.parity["ir_fp16_vs_fp32"] = parity.compare(reference, parity.ir_runner(str(xml_paths["fp16"])),
+                                                          pictures, parity.FP16_MAX_ABS_DIFF, parity.FP16_MIN_IOU)
+    if "fp16" in precisions:
+        report.parity["torch_fp16_activations"] = parity.torch_fp16_parity(model, card, pictures)
+
+
+def _say(verbose: bool, text: str) -> None:
+    if verbose:
+        print(text, flush=True)
+
+
+def read_report(path: str) -> ExportReport:
+    """Load an export_report.json."""
+    try:
+        with open(str(path), "r", encoding="utf-8") as handle:
+            return ExportReport.from_dict(json.load(handle))
+    except (OSError, ValueError, TypeError) as exc:
+        raise EdgematteError("{}: not a readable export report ({})".format(path, exc)) from None

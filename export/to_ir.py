@@ -1,0 +1,105 @@
+"""ONNX -> OpenVINO IR: u8 BGR NHWC preprocessing inside (PrePostProcessor), BatchNorm-free check, FP32/FP16, card in rt_info."""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+from edgematte.edge._ov import Core, Layout, PrePostProcessor, ColorFormat, Type, ov
+from edgematte.edge.card import ModelCard, sha256_file
+from edgematte.edge.errors import ModelFileError
+
+from .cards import ir_card
+
+
+class BatchNormLeftError(ModelFileError):
+    """The saved IR still holds BatchNorm ops (they should have been folded into convolutions/scale-shifts)."""
+
+
+def add_preprocessing(model: Any, card: ModelCard) -> Any:
+    """Make the IR take u8 BGR NHWC pixels: convert to f32, BGR->RGB, subtract mean, divide by std; output f32."""
+    ppp = PrePostProcessor(model)
+    tensor = ppp.input().tensor()
+    tensor.set_element_type(Type.u8)
+    tensor.set_layout(Layout("NHWC"))
+    tensor.set_color_format(ColorFormat.BGR)
+    steps = ppp.input().preprocess()
+    steps.convert_element_type(Type.f32)
+    steps.convert_color(ColorFormat.RGB)
+    steps.mean([float(v) for v in card.normalisation.mean])
+    steps.scale([float(v) for v in card.normalisation.std])
+    ppp.input().model().set_layout(Layout("NCHW"))
+    ppp.output().tensor().set_element_type(Type.f32)
+    return ppp.build()
+
+
+def batchnorm_ops(model: Any) -> int:
+    """How many ops of the model have "BatchNorm" in their type name."""
+    return sum(1 for op in model.get_ops() if "BatchNorm" in op.get_type_name())
+
+
+def op_histogram(model: Any) -> Dict[str, int]:
+    """Histogram of op types (Constant/Parameter/Result left out)."""
+    counts: Dict[str, int] = {}
+    for op in model.get_ops():
+        kind = op.get_type_name()
+        if kind not in ("Constant", "Parameter", "Result"):
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def export_ir(onnx_path: str, xml_path: str, card: ModelCard, precision: str = "fp32") -> Dict[str, Any]:
+    """Convert `onnx_path` to an IR pair at `xml_path` (+ .bin), atomically; returns what was measured.
+
+    weights_sha256 in the card is the sha256 of the final .bin: the IR is saved once, the .bin hashed, the card set,
+    and saved again; the second .bin must be byte-identical (the card lives in the .xml only).
+    """
+    xml = Path(xml_path)
+    if xml.suffix != ".xml":
+        raise ModelFileError("{}: an IR path must end in .xml".format(xml_path))
+    card = ir_card(card, precision)
+    compress = precision == "fp16"
+    model = add_preprocessing(ov.convert_model(str(onnx_path)), card)
+    converted_bn = batchnorm_ops(model)
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix="." + xml.stem + ".", suffix=".tmp", dir=str(xml.parent))
+    try:
+        first = os.path.join(tmp_dir, "first.xml")
+        ov.save_model(model, first, compress_to_fp16=compress)  # default is True: FP32 must say False
+        card.weights_sha256 = sha256_file(first[:-4] + ".bin")
+        card.write_rt_info(model)
+        final = os.path.join(tmp_dir, "final.xml")
+        ov.save_model(model, final, compress_to_fp16=compress)
+        bin_path = final[:-4] + ".bin"
+        if sha256_file(bin_path) != card.weights_sha256:
+            raise RuntimeError("{}: the second save wrote a different .bin".format(xml_path))
+        saved = Core().read_model(final)  # check what was written, not the in-memory model
+        left = batchnorm_ops(saved)
+        if left:
+            raise BatchNormLeftError("{}: {} BatchNorm op(s) remain in the IR".format(xml_path, left))
+        ops = op_histogram(saved)
+        os.replace(bin_path, str(xml.with_suffix(".bin")))  # .bin first, .xml last: an .xml always has its .bin
+        os.replace(final, str(xml))
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return {
+        "path": str(xml),
+        "precision": precision,
+        "batchnorm_ops": left,
+        "batchnorm_ops_after_convert": converted_bn,
+        "ops": ops,
+        "xml_bytes": xml.stat().st_size,
+        "bin_bytes": xml.with_suffix(".bin").stat().st_size,
+        "weights_sha256": card.weights_sha256,
+        "card": card,
+    }
+
+
+def read_ir_card(xml_path: str) -> ModelCard:
+    """The card stored in an IR's rt_info (ModelFileError when absent)."""
+    if not Path(xml_path).is_file():
+        raise ModelFileError("{}: no such IR file".format(xml_path))
+    card = ModelCard.read_rt_info(Core().read_model(str(xml_path)), str(xml_path))
+    if card is None:
+        raise ModelFileError("{}: the IR carries no edgematte model card".format(xml_path))
+    return card

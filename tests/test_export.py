@@ -1,0 +1,205 @@
+"""Export: every zoo model to ONNX + FP32/FP16 IR at 64x64, parity, BatchNorm folding, cards, runtime, CLI, checkpoints.
+
+Models are untrained (torch seed 0): no trained weights are available to the tests. Parity still has to hold at the
+issue's thresholds (max |diff| <= 0.02, IoU@0.5 >= 0.99); IoU is asserted only where the FP32 map is not sitting on
+the 0.5 threshold (an untrained net's outputs can all be ~0.5, where IoU measures nothing but rounding).
+"""
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgematte.edge._ov import Core
+from edgematte.edge.card import ONNX_METADATA_KEY, ModelCard
+from edgematte.edge.errors import InputError
+from edgematte.export import api, cli, parity
+from edgematte.export.cards import IR_INPUT, ONNX_INPUT
+from edgematte.export.to_ir import batchnorm_ops
+from edgematte.train.models import create_model, list_models
+
+from conftest import make_scene
+
+SIZE = (64, 64)
+THREADS = 2
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(open(str(path), "rb").read()).hexdigest()
+
+
+def _untrained(name):
+    torch.manual_seed(api.UNTRAINED_SEED)
+    return create_model(name).eval()
+
+
+@pytest.fixture(scope="module", params=list_models())
+def exported(request, tmp_path_factory):
+    """(report, out dir) of one zoo model exported untrained at 64x64 with 2 synthetic parity images."""
+    torch.set_num_threads(THREADS)
+    name = request.param
+    out = tmp_path_factory.mktemp("export_" + name)
+    report = api.export_model(name, str(out), size=SIZE, untrained=True, images=parity.SYNTHETIC, image_count=2)
+    return report, out
+
+
+def test_files_and_report(exported):
+    report, out = exported
+    name = report.name
+    expected = {name + ".onnx", name + "_fp32.xml", name + "_fp32.bin", name + "_fp16.xml", name + "_fp16.bin"}
+    assert expected <= {p.name for p in out.iterdir()}
+    assert set(report.files) == expected
+    assert report.params > 0 and report.flops > 0 and report.ok
+    saved = api.read_report(str(out / api.REPORT_NAME))
+    assert saved.to_dict() == report.to_dict()
+    assert report.onnx["opencv_dnn"]["loads"] in (True, False)  # recorded, never fatal
+
+
+def test_onnxruntime_matches_torch(exported):
+    report, out = exported
+    model = _untrained(report.name)
+    x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        reference = model.deploy_forward(x).numpy()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out / (report.name + ".onnx")), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert got.shape == reference.shape
+    assert parity.max_abs_diff(got, reference) < 1e-4
+    assert report.onnx["ort_max_abs_diff"] < 1e-4
+
+
+def test_ir_has_no_batchnorm_and_carries_card(exported):
+    report, out = exported
+    for precision in ("fp32", "fp16"):
+        xml = out / "{}_{}.xml".format(report.name, precision)
+        model = Core().read_model(str(xml))
+        assert batchnorm_ops(model) == 0
+        assert report.ir[precision]["batchnorm_ops"] == 0
+        card = ModelCard.read_rt_info(model, str(xml))
+        assert card is not None and card.name == report.name and card.task == report.task
+        assert card.input == IR_INPUT and card.precision == precision.upper()
+        assert card.input_size == list(SIZE)
+        assert card.weights_sha256 == _sha256(xml.with_suffix(".bin"))
+        shape = [int(d) for d in model.input(0).get_partial_shape().to_shape()]
+        assert shape == [1, SIZE[0], SIZE[1], 3]
+
+
+def test_onnx_carries_card(exported):
+    report, out = exported
+    proto = onnx.load(str(out / (report.name + ".onnx")), load_external_data=False)
+    text = {p.key: p.value for p in proto.metadata_props}[ONNX_METADATA_KEY]
+    card = ModelCard.from_json(text)
+    assert card.name == report.name and card.arch == report.arch and card.input == ONNX_INPUT
+    assert card.config["input_size"] == list(SIZE)
+
+
+def _assert_parity(result, reference_maps):
+    """max |diff| <= 0.02 on every image; IoU@0.5 >= 0.99 where the reference is not sitting on 0.5."""
+    assert result["max_abs_diff"] <= parity.FP16_MAX_ABS_DIFF, result
+    checked = 0
+    for row, ref in zip(result["per_image"], reference_maps):
+        if np.mean(np.abs(ref - 0.5) < parity.FP16_MAX_ABS_DIFF) < 0.01:
+            assert row["iou"] >= parity.FP16_MIN_IOU, row
+            checked += 1
+    return checked
+
+
+def test_fp16_ir_and_activation_parity(exported):
+    report, out = exported
+    images = parity.synthetic_images(2, size=(72, 96), seed=3)
+    fp32 = str(out / (report.name + "_fp32.xml"))
+    fp16 = str(out / (report.name + "_fp16.xml"))
+    references = [parity.ir_runner(fp32)(bgr) for _, bgr in images]
+    _assert_parity(parity.fp16_ir_parity(fp32, fp16, images), references)
+    model = _untrained(report.name)
+    card = ModelCard.read_rt_info(Core().read_model(fp32), fp32)
+    result = parity.torch_fp16_parity(model, card, images)
+    assert np.isfinite(result["max_abs_diff"])
+    _assert_parity(result, references)
+    for check in ("onnx_vs_ir_fp32", "ir_fp16_vs_fp32", "torch_fp16_activations"):
+        assert report.parity[check]["ok"], report.parity[check]
+
+
+def test_ir_runs_in_edge_runtime(exported):
+    from edgematte.edge.runtime import load_model
+
+    report, out = exported
+    bgr, _ = make_scene(50, 70, seed=1)
+    for precision in ("fp32", "fp16"):
+        predictor = load_model(str(out / "{}_{}.xml".format(report.name, precision)))
+        alpha = predictor.predict(bgr)
+        expected = (50, 70, 3) if report.task == "trimap" else (50, 70)
+        assert alpha.shape == expected and alpha.dtype == np.float32
+        assert 0.0 <= float(alpha.min()) and float(alpha.max()) <= 1.0
+
+
+@pytest.mark.shared
+def test_fp16_parity_on_real_images(tmp_path_factory, shared_dir):
+    """FP16 vs FP32 IR on 8 duts-te-val images (untrained u2netp: no trained model is available here)."""
+    torch.set_num_threads(THREADS)
+    folder = shared_dir / "data" / "duts-te-val" / "images"
+    images, where = parity.parity_images(8, str(folder))
+    assert where == str(folder) and len(images) == 8
+    out = tmp_path_factory.mktemp("export_real")
+    report = api.export_model("u2netp", str(out), formats=("ir",), size=SIZE, untrained=True, images=str(folder),
+                              image_count=8)
+    assert report.parity_images == str(folder) and report.parity["ir_fp16_vs_fp32"]["images"] == 8
+    fp32, fp16 = str(out / "u2netp_fp32.xml"), str(out / "u2netp_fp16.xml")
+    references = [parity.ir_runner(fp32)(bgr) for _, bgr in images]
+    _assert_parity(parity.fp16_ir_parity(fp32, fp16, images), references)
+    assert not (out / "u2netp.onnx").exists()  # "ir" only: the ONNX file went to a temporary folder
+
+
+def test_checkpoint_source(tmp_path):
+    from edgematte.train.checkpoint import card_for, save_checkpoint
+
+    torch.set_num_threads(THREADS)
+    model = _untrained("mbv2_unet")
+    ckpt = tmp_path / "small.pt"
+    save_checkpoint(str(ckpt), model, card_for(model, name="tiny_trimap"))
+    out = tmp_path / "out"
+    report = api.export_model(str(ckpt), str(out), precisions=("fp32",), size=SIZE, images=parity.SYNTHETIC,
+                              image_count=1)
+    assert report.name == "tiny_trimap" and report.source_sha256 == _sha256(ckpt) and not report.untrained
+    assert sorted(report.files) == ["tiny_trimap.onnx", "tiny_trimap_fp32.bin", "tiny_trimap_fp32.xml"]
+    card = ModelCard.read_rt_info(Core().read_model(str(out / "tiny_trimap_fp32.xml")))
+    assert card.source_sha256 == _sha256(ckpt) and card.task == "trimap"
+
+
+def test_bad_sources_are_user_errors(tmp_path):
+    with pytest.raises(InputError, match="no such checkpoint"):
+        api.export_model(str(tmp_path / "missing.pt"), str(tmp_path / "o"))
+    with pytest.raises(InputError, match="--untrained"):
+        api.export_model("u2netp", str(tmp_path / "o"))
+    with pytest.raises(InputError, match="format"):
+        api.export_model("u2netp", str(tmp_path / "o"), formats=("tflite",), untrained=True)
+
+
+def test_cli_export(tmp_path, capsys):
+    from edgematte.edge.cli import main
+
+    torch.set_num_threads(THREADS)
+    out = tmp_path / "tmp"
+    code = main(["export", "u2netp", "--untrained", "-o", str(out), "--size", "64", "64", "--precision", "fp16",
+                 "--images", "synthetic", "--image-count", "1"])
+    assert code == 0
+    assert (out / "u2netp.onnx").is_file() and (out / "u2netp_fp16.xml").is_file()
+    assert (out / api.REPORT_NAME).is_file()
+    assert "u2netp" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "nope.pt"), "-o", str(out)]) == 1
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_cli_module_is_light_and_in_sync():
+    code = "import sys, edgematte.export.cli; print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    from edgematte.export.cards import PRECISIONS
+    from edgematte.export.to_onnx import DEFAULT_OPSET
+
+    assert (cli.FORMATS, cli.PRECISIONS, cli.DEFAULT_OPSET, cli.REPORT_NAME) == (
+        api.FORMATS, PRECISIONS, DEFAULT_OPSET, api.REPORT_NAME)

@@ -1,0 +1,150 @@
+"""Kit checkpoints: one torch.save'd dict of tensors and plain data (arch, config, state_dict, card), never modules.
+
+`load_checkpoint` rebuilds the model from arch + config (a pruned model's channel record lives in config.channels)
+and turns every way a file can be wrong into a one-line ModelFileError naming the file.
+"""
+import os
+import pickle
+from dataclasses import asdict
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from edgematte.edge.card import ModelCard, Normalisation
+from edgematte.edge.errors import ModelFileError
+from edgematte.edge.io import atomic_path
+
+from .models import build_from_config, config_from_dict, list_models, sync_channels
+from .models.registry import ModelConfigError
+from .models.stats import count_params
+
+FORMAT = "edgematte-checkpoint/1"
+RESERVED = ("format", "arch", "config", "state_dict", "card")
+CHECKPOINT_INPUT = {"dtype": "f32", "layout": "NCHW", "color": "RGB", "normalised": True}
+
+
+def card_for(model: nn.Module, name: Optional[str] = None) -> ModelCard:
+    """A model card describing `model` as a checkpoint/ONNX artifact (normalised f32 RGB NCHW input)."""
+    channels = sync_channels(model)
+    config = model.config
+    prune = {"channels": channels, "params": count_params(model)} if channels else None
+    return ModelCard(name=name or model.arch, task=model.task, arch=model.arch, config=asdict(config),
+                     input_size=[int(v) for v in config.input_size], input=dict(CHECKPOINT_INPUT),
+                     normalisation=Normalisation(color="RGB", mean=[float(v) for v in config.mean],
+                                                 std=[float(v) for v in config.std]),
+                     prune=prune)
+
+
+def save_checkpoint(path: str, model: nn.Module, card: Optional[ModelCard] = None,
+                    extra: Optional[Dict[str, Any]] = None) -> None:
+    """Write {format, arch, config, state_dict, card, **extra} atomically; the channel record is refreshed first."""
+    clash = sorted(set(extra or {}) & set(RESERVED))
+    if clash:
+        raise ValueError("extra keys {} clash with the checkpoint's own keys".format(clash))
+    sync_channels(model)
+    payload: Dict[str, Any] = {
+        "format": FORMAT,
+        "arch": model.arch,
+        "config": asdict(model.config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "card": card.to_dict() if card is not None else None,
+    }
+    payload.update(extra or {})
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: str, map_location: Any = "cpu") -> Any:
+    """torch.load(weights_only=True) of `path`, with a one-line ModelFileError for missing/empty/corrupt files."""
+    if not os.path.exists(path):
+        raise ModelFileError("{}: no such checkpoint file".format(path))
+    if os.path.isdir(path):
+        raise ModelFileError("{}: is a folder, not a checkpoint file".format(path))
+    if os.path.getsize(path) == 0:
+        raise ModelFileError("{}: empty file, not a checkpoint".format(path))
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise ModelFileError("{}: holds pickled Python objects, not plain tensors (refusing to unpickle code; "
+                                 "not an edgematte checkpoint)".format(path)) from None
+        raise ModelFileError("{}: not a PyTorch checkpoint".format(path)) from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds on foreign or damaged bytes
+        if _starts_like_zip(path):
+            reason = (str(exc).split(".")[0] or type(exc).__name__).strip()
+            raise ModelFileError("{}: truncated or corrupt checkpoint ({})".format(path, reason)) from None
+        raise ModelFileError("{}: not a PyTorch checkpoint ({})".format(path, type(exc).__name__)) from None
+
+
+def _starts_like_zip(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+def load_checkpoint(path: str, map_location: Any = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
+    """(model in eval mode with the checkpoint's weights, the checkpoint dict); ModelFileError if anything is off."""
+    ckpt = read_checkpoint(path, map_location)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        hint = " (a bare state dict: load it with load_state_dict_into)" if _is_state_dict(ckpt) else ""
+        raise ModelFileError("{}: not an edgematte checkpoint (format {!r} expected){}".format(path, FORMAT, hint))
+    arch = ckpt.get("arch")
+    if arch not in list_models():
+        raise ModelFileError("{}: unknown architecture {!r} (known: {})".format(path, arch, ", ".join(list_models())))
+    try:
+        model = build_from_config(arch, config_from_dict(arch, ckpt.get("config") or {}))
+    except ModelConfigError as exc:
+        raise ModelFileError("{}: bad model config: {}".format(path, exc)) from None
+    if ckpt.get("card") is not None:
+        ModelCard.from_dict(ckpt["card"], source=path)  # raises ModelFileError when malformed
+    state = ckpt.get("state_dict")
+    if not _is_state_dict(state):
+        raise ModelFileError("{}: the checkpoint has no state_dict of tensors".format(path))
+    load_state_dict_into(model, state, path)
+    return model.eval(), ckpt
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def load_state_dict_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "state dict",
+                         strip_prefix: str = "module.") -> nn.Module:
+    """load_state_dict(strict=True) after dropping a DataParallel `module.` prefix; mismatches -> one-line error."""
+    if strip_prefix and state and all(k.startswith(strip_prefix) for k in state):
+        state = {k[len(strip_prefix):]: v for k, v in state.items()}
+    problem = describe_mismatch(model, state)
+    if problem:
+        raise ModelFileError("{}: weights do not fit model {!r}: {}".format(
+            source, getattr(model, "arch", type(model).__name__), problem))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def load_upstream_weights(model: nn.Module, path: str) -> nn.Module:
+    """Load a released upstream file (u2net.pth, u2netp.pth, modnet_*.ckpt: a bare state dict) into `model`."""
+    state = read_checkpoint(path)
+    if isinstance(state, Mapping) and _is_state_dict(state.get("state_dict")):
+        state = state["state_dict"]
+    if not _is_state_dict(state):
+        raise ModelFileError("{}: not a state dict of tensors".format(path))
+    return load_state_dict_into(model, state, path)
+
+
+def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """'' when `state` fits `model` exactly; else a one-line summary of missing/unexpected/reshaped tensors."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    parts = []
+    if missing:
+        parts.append("{} missing (e.g. {})".format(len(missing), missing[0]))
+    if unexpected:
+        parts.append("{} unexpected (e.g. {})".format(len(unexpected), unexpected[0]))
+    if reshaped:
+        k = reshaped[0]
+        parts.append("{} with other shapes (e.g. {}: file {} vs model {})".format(
+            len(reshaped), k, list(state[k].shape), list(own[k].shape)))
+    return "; ".join(parts)

@@ -1,0 +1,147 @@
+"""The model zoo registry: names -> (builder, config dataclass, task); builds models and applies channel records."""
+import dataclasses
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any, Callable, Dict, List, Optional, Type
+
+from torch import nn
+
+from edgematte.edge.card import TASKS
+from edgematte.edge.errors import EdgematteError
+
+from .channels import ChannelRecordError, apply_channels, channel_record
+
+
+class ModelConfigError(EdgematteError, ValueError):
+    """An unknown model name, an unknown or malformed config field, or a channel record that does not fit."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered architecture."""
+
+    name: str
+    builder: Callable[[Any], nn.Module]
+    config: Type
+    task: str
+
+
+_REGISTRY: Dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, config: Type, task: str) -> Callable:
+    """Class/function decorator: `builder(config) -> nn.Module` becomes buildable as create_model(name)."""
+    if task not in TASKS:
+        raise ValueError("task {!r} is not one of {}".format(task, TASKS))
+    if not dataclasses.is_dataclass(config):
+        raise TypeError("config for {!r} must be a dataclass".format(name))
+
+    def decorate(builder: Callable) -> Callable:
+        if name in _REGISTRY and _REGISTRY[name].builder is not builder:
+            raise ValueError("model {!r} is already registered".format(name))
+        _REGISTRY[name] = ModelEntry(name, builder, config, task)
+        return builder
+
+    return decorate
+
+
+def _entry(name: str) -> ModelEntry:
+    _load_families()
+    if name not in _REGISTRY:
+        raise ModelConfigError("unknown model {!r} (known: {})".format(name, ", ".join(list_models())))
+    return _REGISTRY[name]
+
+
+def _load_families() -> None:
+    """Import the family modules so their @register_model decorators run."""
+    from . import mbv2_unet, modnet, u2net  # noqa: F401
+
+
+def list_models() -> List[str]:
+    """Registered model names, sorted."""
+    _load_families()
+    return sorted(_REGISTRY)
+
+
+def get_config_class(name: str) -> Type:
+    """The config dataclass of model `name`."""
+    return _entry(name).config
+
+
+def model_task(name: str) -> str:
+    """The task ("alpha", "saliency", "trimap") of model `name`."""
+    return _entry(name).task
+
+
+def config_from_dict(name: str, data: Dict[str, Any]) -> Any:
+    """Config dataclass of model `name` from a JSON-style dict; unknown fields are an error."""
+    cls = get_config_class(name)
+    if not isinstance(data, dict):
+        raise ModelConfigError("{} config must be a JSON object, got {}".format(name, type(data).__name__))
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ModelConfigError("{} config has unknown field(s) {} (known: {})".format(
+            name, ", ".join(unknown), ", ".join(sorted(known))))
+    try:
+        config = cls(**data)
+    except (TypeError, ValueError) as exc:
+        raise ModelConfigError("{} config is malformed: {}".format(name, exc)) from None
+    _normalise(config)
+    return config
+
+
+def _normalise(config: Any) -> None:
+    """Make sequence fields plain lists (JSON gives lists, callers may pass tuples) and check their lengths."""
+    for key in ("input_size", "mean", "std"):
+        value = getattr(config, key, None)
+        if value is not None:
+            setattr(config, key, list(value))
+    if len(config.input_size) != 2 or min(int(v) for v in config.input_size) < 1:
+        raise ModelConfigError("input_size must be [H, W], got {}".format(config.input_size))
+    if len(config.mean) != 3 or len(config.std) != 3 or min(float(v) for v in config.std) <= 0:
+        raise ModelConfigError("mean/std must be 3 values each (std > 0), got {} / {}".format(config.mean, config.std))
+    if config.channels is not None:
+        if not isinstance(config.channels, dict):
+            raise ModelConfigError("channels must map module path -> list of ints")
+        config.channels = {str(k): [int(c) for c in v] for k, v in config.channels.items()} or None
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build model `name` with its default config updated by `overrides`, then resize layers per config.channels."""
+    entry = _entry(name)
+    defaults = asdict(entry.config())
+    config = config_from_dict(name, {**defaults, **overrides})
+    return build_from_config(name, config)
+
+
+def build_from_config(name: str, config: Any) -> nn.Module:
+    """Build model `name` from a config instance (applies config.channels); sets .config, .arch, .task."""
+    entry = _entry(name)
+    model = entry.builder(config)
+    model.config = config
+    model.arch = name
+    model.task = entry.task
+    if config.channels:
+        try:
+            apply_channels(model, config.channels)
+        except ChannelRecordError as exc:
+            raise ModelConfigError("{}: channels override does not fit: {}".format(name, exc)) from None
+    return model
+
+
+@lru_cache(maxsize=16)
+def _design_record(name: str, config_json: str) -> Dict[str, List[int]]:
+    config = config_from_dict(name, json.loads(config_json))
+    return channel_record(_entry(name).builder(config))
+
+
+def sync_channels(model: nn.Module) -> Optional[Dict[str, List[int]]]:
+    """Set model.config.channels to the layers whose counts differ from the design (e.g. after pruning); returns it."""
+    design = {**asdict(model.config), "channels": None}
+    base = _design_record(model.arch, json.dumps(design, sort_keys=True))
+    record = channel_record(model)
+    changed = {path: counts for path, counts in record.items() if base.get(path) != counts}
+    model.config.channels = changed or None
+    return model.config.channels

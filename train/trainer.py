@@ -1,0 +1,541 @@
+"""The training loop: exact resume, DDP under torchrun, AMP on CUDA, checkpoints, logs and per-epoch validation."""
+import csv
+import io
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from edgematte.edge.errors import EdgematteError, InputError, ModelFileError
+from edgematte.edge.io import write_text
+
+from .data.composite import Compositor
+from .data.dataset import PairDataset, ResumableSampler, gather_pairs
+from .losses import loss_for
+
+LAST = "checkpoints/last.pt"
+BEST = "best.pt"
+TRAIN_STATE_FORMAT = "edgematte-train-state/1"
+# Fields that may change when a run is resumed; every other field comes from the run's config.json.
+RUNTIME_FIELDS = ("max_steps", "workers", "ckpt_every", "log_every", "device", "amp")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; stored as RUNDIR/config.json."""
+
+    model: str
+    data: List[str]
+    out: str
+    val: List[str] = field(default_factory=list)
+    size: Optional[int] = None  # square training size; None: the model's config.input_size
+    epochs: int = 100
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # adamw | sgd (MODNet's original: SGD momentum 0.9, lr 0.01, step schedule)
+    scheduler: str = "cosine"  # cosine | step (x0.1 every quarter of the run) | constant
+    warmup_steps: int = 0
+    workers: int = 2
+    init: Optional[str] = None  # checkpoint whose matching weights start the run
+    seed: int = 0
+    composite: List[str] = field(default_factory=list)  # background folders for foreground compositing
+    composite_prob: float = 0.5
+    max_steps: Optional[int] = None  # stop this invocation at this global step (the schedule still spans `epochs`)
+    ckpt_every: int = 500
+    log_every: int = 10
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    split: Optional[str] = None  # dataset split for --data (e.g. P3M-10k "train")
+    val_split: Optional[str] = None
+    include: List[str] = field(default_factory=list)  # globs on image name/stem: train only on matching pairs
+    exclude: List[str] = field(default_factory=list)  # globs on image name/stem held out of training
+    val_include: List[str] = field(default_factory=list)
+    val_exclude: List[str] = field(default_factory=list)
+    trimap_ratio: float = 0.03  # unknown-band width as a fraction of the mean image side
+    grad_clip: float = 0.0  # max gradient norm; 0: off
+    device: str = "auto"  # auto | cpu | cuda
+    model_config: Dict[str, Any] = field(default_factory=dict)  # overrides for create_model
+
+    def to_json(self) -> str:
+        """Indented JSON text of the config."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+        """Config from a dict; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError("training config: unknown fields {}".format(", ".join(unknown)))
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config.json") -> "TrainConfig":
+        """Config from JSON text (one-line error naming `source` when malformed)."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InputError("{}: not valid JSON ({})".format(source, exc)) from None
+        if not isinstance(data, dict):
+            raise InputError("{}: not a JSON object".format(source))
+        return cls.from_dict(data)
+
+
+# -- registries ---------------------------------------------------------------------------------------
+OPTIMIZERS = {
+    "adamw": lambda params, cfg: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    "sgd": lambda params, cfg: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay),
+}  # type: Dict[str, Callable[[Any, TrainConfig], torch.optim.Optimizer]]
+
+
+def _cosine(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _step(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.1 ** (step // max(1, total // 4))
+
+
+SCHEDULES = {
+    "cosine": _cosine,  # to 1 % of the peak lr
+    "step": _step,  # MODNet's StepLR(step_size=epochs/4, gamma=0.1), per step
+    "constant": lambda step, total, warmup: 1.0 if step >= warmup else (step + 1) / warmup,
+}  # type: Dict[str, Callable[[int, int, int], float]]
+
+
+class _Schedule:
+    """Picklable lr multiplier for LambdaLR (its state is just the numbers)."""
+
+    def __init__(self, name: str, total: int, warmup: int) -> None:
+        self.name, self.total, self.warmup = name, total, warmup
+
+    def __call__(self, step: int) -> float:
+        return SCHEDULES[self.name](step, self.total, self.warmup)
+
+
+def _mae(out: torch.Tensor, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    return (out.float() - batch["alpha"]).abs().mean(dim=(1, 2, 3))
+
+
+def _miou(out: torch.Tensor, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    pred, gt = out.argmax(dim=1), batch["trimap_cls"]
+    ious = []
+    for cls in range(out.shape[1]):
+        p, g = pred == cls, gt == cls
+        union = (p | g).sum(dim=(1, 2)).float()
+        inter = (p & g).sum(dim=(1, 2)).float()
+        ious.append(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)))
+    return torch.stack(ious, 1).mean(1)
+
+
+# task -> (metric name, per-image metric, True when higher is better)
+VAL_METRICS = {
+    "alpha": ("mae", _mae, False),
+    "saliency": ("mae", _mae, False),
+    "trimap": ("miou", _miou, True),
+}  # type: Dict[str, Tuple[str, Callable[[torch.Tensor, Dict[str, torch.Tensor]], torch.Tensor], bool]]
+
+
+# -- distributed --------------------------------------------------------------------------------------
+@dataclass
+class DistEnv:
+    """Where this process runs: rank, world size, device."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> DistEnv:
+    """Join the process group when launched by torchrun (RANK/WORLD_SIZE set): nccl on CUDA, gloo on CPU."""
+    want_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if want_cuda and not torch.cuda.is_available():
+        raise EdgematteError("--device cuda: no CUDA device is available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device("cuda", local) if want_cuda else torch.device("cpu")
+    if want_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+    return DistEnv(rank, world, local, dev)
+
+
+def _barrier(env: DistEnv) -> None:
+    if env.world > 1:
+        dist.barrier()
+
+
+# -- state --------------------------------------------------------------------------------------------
+def rng_state() -> Dict[str, Any]:
+    """RNG states of python, numpy and torch in a form torch.load(weights_only=True) accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                      int(has_gauss), float(cached)],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore what rng_state() saved."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def _load_train_state(path: Path) -> Dict[str, Any]:
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign file
+        raise ModelFileError("{}: cannot read the training checkpoint ({})".format(path, exc)) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("train"), dict):
+        raise ModelFileError("{}: not an edgematte training checkpoint (no train state)".format(path))
+    return ckpt
+
+
+def _init_weights(model: torch.nn.Module, path: str) -> str:
+    """Copy the weights of `path` (a kit checkpoint or a released upstream state dict) whose names and shapes
+    match; a one-line summary."""
+    from .checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ModelFileError("{}: holds no state dict to initialise from".format(path))
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and hasattr(v, "shape") and own[k].shape == v.shape}
+    if not matched:
+        raise ModelFileError("{}: no weights match model {!r}".format(path, getattr(model, "arch", "?")))
+    model.load_state_dict(matched, strict=False)
+    return "init from {}: {}/{} tensors".format(path, len(matched), len(own))
+
+
+# -- logs ---------------------------------------------------------------------------------------------
+LOG_FIELDS = ("step", "epoch", "loss", "lr", "val_metric", "time")
+
+
+def _read_log(path: Path, upto_step: int) -> List[Dict[str, str]]:
+    """Rows of an existing log.csv up to `upto_step` (rows after a checkpoint are redone on resume)."""
+    if not path.is_file():
+        return []
+    with open(str(path), newline="") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["step"]) <= upto_step]
+
+
+def _write_log(path: Path, rows: List[Dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+class _TensorBoard:
+    """TensorBoard scalars when the tensorboard package is installed; otherwise nothing."""
+
+    def __init__(self, logdir: Path, enabled: bool) -> None:
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(logdir))
+            except ImportError:
+                pass
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# -- the loop -----------------------------------------------------------------------------------------
+@dataclass
+class FitResult:
+    """What a fit() call did."""
+
+    step: int
+    epoch: int
+    finished: bool  # all epochs done (False: stopped at max_steps)
+    last_loss: Optional[float]
+    best_metric: Optional[float]
+    metric_name: str
+    run_dir: str
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def resolve_config(config: TrainConfig, resume: bool) -> TrainConfig:
+    """On resume the run's stored config wins, except the runtime fields; otherwise `config` as given."""
+    stored = Path(config.out) / "config.json"
+    if not (resume and stored.is_file()):
+        return config
+    saved = TrainConfig.from_json(stored.read_text(), str(stored))
+    for name in RUNTIME_FIELDS:
+        setattr(saved, name, getattr(config, name))
+    return saved
+
+
+def _build_model(config: TrainConfig) -> Tuple[torch.nn.Module, Tuple[int, int]]:
+    from .models import create_model
+
+    overrides = dict(config.model_config)
+    if config.size:
+        overrides["input_size"] = [int(config.size), int(config.size)]
+    model = create_model(config.model, **overrides)
+    h, w = model.config.input_size
+    return model, (int(h), int(w))
+
+
+def _card(model: torch.nn.Module, name: str, metrics: Optional[Dict[str, Any]] = None):
+    from .checkpoint import card_for
+
+    card = card_for(model, name=name)
+    if metrics:
+        card.metrics.update(metrics)
+    return card
+
+
+def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[int, float], None]] = None
+        ) -> FitResult:
+    """Train `config.model` on `config.data`; with `resume`, continue exactly from RUNDIR/checkpoints/last.pt."""
+    from .checkpoint import save_checkpoint
+
+    config = resolve_config(config, resume)
+    env = setup_distributed(config.device)
+    run = Path(config.out)
+    last_path = run / LAST
+    seed_everything(config.seed)
+
+    model, size = _build_model(config)
+    core = model
+    task, arch = core.task, core.arch
+    loss_fn = loss_for(arch, task)
+    metric_name, metric_fn, higher_better = VAL_METRICS[task]
+    mean, std = core.config.mean, core.config.std
+    if config.init and not (resume and last_path.is_file()):
+        note = _init_weights(core, config.init)
+        if env.main:
+            print(note)
+
+    pairs = gather_pairs(config.data, config.split, config.include, config.exclude)
+    compositor = Compositor.from_roots(config.composite, config.composite_prob) if config.composite else None
+    dataset = PairDataset(pairs, size, mean, std, train=True, seed=config.seed, compositor=compositor,
+                          trimap_ratio=config.trimap_ratio)
+    sampler = ResumableSampler(dataset, num_replicas=env.world, rank=env.rank, shuffle=True, seed=config.seed)
+    steps_per_epoch = sampler.num_samples // config.batch
+    if steps_per_epoch < 1:
+        raise InputError("{}: {} training pairs{} are fewer than one batch of {}".format(
+            ", ".join(config.data), len(pairs), " per rank" if env.world > 1 else "", config.batch))
+    total_steps = steps_per_epoch * config.epochs
+    val_set = None
+    if config.val:
+        val_set = PairDataset(gather_pairs(config.val, config.val_split, config.val_include,
+                                                config.val_exclude), size, mean, std, train=False,
+                              trimap_ratio=config.trimap_ratio)
+
+    model.to(env.device)
+    if config.optimizer not in OPTIMIZERS:
+        raise InputError("unknown optimizer {!r} (expected {})".format(config.optimizer, ", ".join(OPTIMIZERS)))
+    if config.scheduler not in SCHEDULES:
+        raise InputError("unknown scheduler {!r} (expected {})".format(config.scheduler, ", ".join(SCHEDULES)))
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _Schedule(config.scheduler, total_steps,
+                                                                       config.warmup_steps))
+    use_amp = config.amp and env.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    step, epoch, batch_in_epoch, best = 0, 0, 0, None  # type: int, int, int, Optional[float]
+    log_rows = []  # type: List[Dict[str, Any]]
+    if resume and last_path.is_file():
+        ckpt = _load_train_state(last_path)
+        state = ckpt["train"]
+        core.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        step, epoch, batch_in_epoch, best = state["step"], state["epoch"], state["batch_in_epoch"], state["best"]
+        log_rows = _read_log(run / "log.csv", step)
+        if env.main:
+            print("resumed {} at step {} (epoch {}, batch {})".format(last_path, step, epoch, batch_in_epoch))
+    if env.main:
+        run.mkdir(parents=True, exist_ok=True)
+        write_text(run / "config.json", config.to_json() + "\n")
+
+    if env.world > 1:
+        ddp_ids = [env.device.index] if env.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+
+    def save_last(at_epoch: int, at_batch: int, last_loss: Optional[float]) -> None:
+        if not env.main:
+            return
+        train_state = {"format": TRAIN_STATE_FORMAT, "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+                       "step": step, "epoch": at_epoch, "batch_in_epoch": at_batch, "best": best,
+                       "loss": last_loss, "config": asdict(config)}
+        save_checkpoint(str(last_path), core, _card(core, run.name), extra={"train": train_state})
+        _write_log(run / "log.csv", log_rows)
+
+    board = _TensorBoard(run / "tensorboard", env.main)
+    bar = None
+    if env.main:
+        from tqdm import tqdm
+
+        stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
+        bar = tqdm(total=stop_at, initial=min(step, stop_at), unit="step", dynamic_ncols=True, mininterval=1.0)
+    window = []  # type: List[float]
+    last_loss = None  # type: Optional[float]
+    started = time.time()
+    stopped = False
+    ran = False  # whether this call took any step
+
+    def _result(finished: bool) -> FitResult:
+        return FitResult(step=step, epoch=epoch, finished=finished, last_loss=last_loss, best_metric=best,
+                         metric_name=metric_name, run_dir=str(run))
+
+    try:
+        while epoch < config.epochs and not stopped:
+            if config.max_steps is not None and step >= config.max_steps and not ran:
+                return _result(False)  # an earlier chunk already got this far: nothing to do
+            dataset.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            sampler.set_start(batch_in_epoch * config.batch)
+            loader = DataLoader(dataset, batch_size=config.batch, sampler=sampler, num_workers=config.workers,
+                                drop_last=True, pin_memory=env.device.type == "cuda",
+                                worker_init_fn=_worker_init if config.workers else None)
+            model.train()
+            for batch in loader:
+                if config.max_steps is not None and step >= config.max_steps:
+                    stopped = True
+                    break
+                batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(env.device.type, dtype=torch.float16, enabled=use_amp):
+                    outputs = model(batch["image"])
+                loss, _parts = loss_fn(outputs, batch)
+                scaler.scale(loss).backward()
+                if config.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
+                batch_in_epoch += 1
+                ran = True
+                last_loss = float(loss.detach())
+                if not math.isfinite(last_loss):
+                    raise EdgematteError("training diverged: loss {} at step {} (lower --lr?)".format(
+                        last_loss, step))
+                window.append(last_loss)
+                if on_step is not None:
+                    on_step(step, last_loss)
+                if env.main:
+                    lr = optimizer.param_groups[0]["lr"]
+                    bar.update(1)
+                    bar.set_postfix(loss="{:.4f}".format(last_loss), lr="{:.2e}".format(lr), epoch=epoch)
+                    if step % config.log_every == 0:
+                        mean_loss = sum(window) / len(window)
+                        log_rows.append({"step": step, "epoch": epoch, "loss": repr(mean_loss), "lr": repr(lr),
+                                         "val_metric": "", "time": "{:.1f}".format(time.time() - started)})
+                        board.scalar("train/loss", mean_loss, step)
+                        board.scalar("train/lr", lr, step)
+                        window = []
+                if step % config.ckpt_every == 0:
+                    save_last(epoch, batch_in_epoch, last_loss)
+            if stopped:
+                break
+            # -- epoch end: validate, keep the best, checkpoint ------------------------------------------
+            epoch += 1
+            batch_in_epoch = 0
+            if env.main:
+                value = validate(core, val_set, metric_fn, env.device, config.batch) if val_set else None
+                if value is not None:
+                    improved = best is None or (value > best if higher_better else value < best)
+                    log_rows.append({"step": step, "epoch": epoch - 1, "loss": "", "lr": "",
+                                     "val_metric": repr(value), "time": "{:.1f}".format(time.time() - started)})
+                    board.scalar("val/" + metric_name, value, step)
+                    bar.write("epoch {}: val {} {:.4f}{}".format(epoch - 1, metric_name, value,
+                                                                  " (best)" if improved else ""))
+                    if improved:
+                        best = value
+                        metrics = {"val_" + metric_name: value, "step": step, "epoch": epoch - 1}
+                        save_checkpoint(str(run / BEST), core, _card(core, run.name, metrics),
+                                        extra={"metrics": metrics})
+                elif val_set is None:  # no validation data: the latest weights are the best we know
+                    save_checkpoint(str(run / BEST), core, _card(core, run.name), extra={"metrics": {}})
+            save_last(epoch, 0, last_loss)
+            _barrier(env)
+        if stopped:
+            save_last(epoch, batch_in_epoch, last_loss)
+    except KeyboardInterrupt:
+        save_last(epoch, batch_in_epoch, last_loss)  # a Ctrl-C keeps the work done so far
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        board.close()
+    _barrier(env)
+    return _result(epoch >= config.epochs)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, dataset: PairDataset, metric_fn: Callable, device: torch.device,
+             batch: int) -> float:
+    """Mean per-image metric of `model` on `dataset` (MAE for alpha/saliency, mIoU for trimaps)."""
+    was_training = model.training
+    model.eval()
+    values = []
+    loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=0)
+    for item in loader:
+        item = {k: v.to(device) for k, v in item.items()}
+        out = model(item["image"])["out"]
+        if out.shape[-2:] != item["alpha"].shape[-2:]:
+            out = F.interpolate(out, size=item["alpha"].shape[-2:], mode="bilinear", align_corners=False)
+        values.append(metric_fn(out, item).cpu())
+    model.train(was_training)
+    return float(torch.cat(values).mean())
