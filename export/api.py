@@ -120,11 +120,12 @@ def load_source(source: str, untrained: bool = False, seed: int = UNTRAINED_SEED
 def export_model(source: str, out_dir: str, formats: Sequence[str] = FORMATS, precisions: Sequence[str] = PRECISIONS,
                  size: Optional[Sequence[int]] = None, dynamic: bool = False, untrained: bool = False,
                  images: Optional[str] = None, image_count: int = 8, opset: int = DEFAULT_OPSET,
-                 verbose: bool = False) -> ExportReport:
+                 torch_fp16: str = "emulate", verbose: bool = False) -> ExportReport:
     """Export `source` to out_dir/<name>.onnx and <name>_fp32/_fp16.xml/.bin, check parity, write export_report.json.
 
     `images`: folder of parity images, or "synthetic" (default ../shared/data/duts-te-val/images when present,
-    else synthetic ones).
+    else synthetic ones). `torch_fp16`: "emulate" (FP16 rounding of weights and every op output, FP32 speed) or
+    "half" (model.half(), real FP16 CPU kernels, 15-30x slower).
     Raises ParityError (after writing the report) when FP16 or ONNX-vs-IR parity fails.
     """
     from edgematte.train.models.stats import model_stats
@@ -149,7 +150,7 @@ def export_model(source: str, out_dir: str, formats: Sequence[str] = FORMATS, pr
     scratch = None if "onnx" in formats else tempfile.mkdtemp(prefix="edgematte-export-")
     try:
         _export_files(report, model, base_card, out, Path(scratch) if scratch else out, formats, precisions,
-                      input_size, dynamic, untrained, source_sha, images, image_count, opset, verbose)
+                      input_size, dynamic, untrained, source_sha, images, image_count, opset, torch_fp16, verbose)
     finally:
         if scratch:  # the ONNX file was only the way to the IR
             shutil.rmtree(scratch, ignore_errors=True)
@@ -166,7 +167,7 @@ def export_model(source: str, out_dir: str, formats: Sequence[str] = FORMATS, pr
 def _export_files(report: ExportReport, model: nn.Module, base_card: Optional[ModelCard], out: Path, onnx_dir: Path,
                   formats: Sequence[str], precisions: Sequence[str], input_size: List[int], dynamic: bool,
                   untrained: bool, source_sha: Optional[str], images: Optional[str], image_count: int, opset: int,
-                  verbose: bool) -> None:
+                  torch_fp16: str, verbose: bool) -> None:
     """Write the ONNX file into onnx_dir and the IRs into out; fill report.onnx/.ir/.parity/.files."""
     name = report.name
     onnx_path = onnx_dir / (name + ".onnx")
@@ -188,7 +189,7 @@ def _export_files(report: ExportReport, model: nn.Module, base_card: Optional[Mo
             report.ir[precision] = {k: v for k, v in ir.items() if k != "path"}
             xml_paths[precision] = xml
             _say(verbose, "ir    {} ({} BatchNorm ops)".format(xml.name, ir["batchnorm_ops"]))
-        _check_parity(report, model, card, onnx_path, xml_paths, images, image_count, precisions)
+        _check_parity(report, model, card, onnx_path, xml_paths, images, image_count, precisions, torch_fp16)
 
     written = ([onnx_path] if "onnx" in formats else []) + [
         p for xml in xml_paths.values() for p in (xml, xml.with_suffix(".bin"))]
@@ -197,7 +198,7 @@ def _export_files(report: ExportReport, model: nn.Module, base_card: Optional[Mo
 
 def _check_parity(report: ExportReport, model: nn.Module, card: ModelCard, onnx_path: Path,
                   xml_paths: Dict[str, Path], images: Optional[str], image_count: int,
-                  precisions: Sequence[str]) -> None:
+                  precisions: Sequence[str], torch_fp16: str) -> None:
     """Fill report.parity: ONNX vs FP32 IR, FP16 IR vs FP32 IR (or vs ONNX), PyTorch FP32 vs FP16 activations."""
     pictures, where = parity.parity_images(image_count, images)
     report.parity_images = where
@@ -211,7 +212,7 @@ def _check_parity(report: ExportReport, model: nn.Module, card: ModelCard, onnx_
         report.parity["ir_fp16_vs_fp32"] = parity.compare(reference, parity.ir_runner(str(xml_paths["fp16"])),
                                                           pictures, parity.FP16_MAX_ABS_DIFF, parity.FP16_MIN_IOU)
     if "fp16" in precisions:
-        report.parity["torch_fp16_activations"] = parity.torch_fp16_parity(model, card, pictures)
+        report.parity["torch_fp16_activations"] = parity.torch_fp16_parity(model, card, pictures, mode=torch_fp16)
 
 
 def _say(verbose: bool, text: str) -> None:

@@ -24,6 +24,7 @@ from edgematte.train.models import create_model, list_models
 from conftest import make_scene
 
 SIZE = (64, 64)
+_EXPORTED = {}  # zoo name -> (report, export folder)
 THREADS = 2
 
 
@@ -39,11 +40,18 @@ def _untrained(name):
 @pytest.fixture(scope="module", params=list_models())
 def exported(request, tmp_path_factory):
     """(report, out dir) of one zoo model exported untrained at 64x64 with 2 synthetic parity images."""
-    torch.set_num_threads(THREADS)
-    name = request.param
-    out = tmp_path_factory.mktemp("export_" + name)
-    report = api.export_model(name, str(out), size=SIZE, untrained=True, images=parity.SYNTHETIC, image_count=2)
-    return report, out
+    return _export(request.param, tmp_path_factory)
+
+
+def _export(name, tmp_path_factory):
+    """Export once per session and zoo name (the real-image test reuses u2netp's)."""
+    if name not in _EXPORTED:
+        torch.set_num_threads(THREADS)
+        out = tmp_path_factory.mktemp("export_" + name)
+        report = api.export_model(name, str(out), size=SIZE, untrained=True, images=parity.SYNTHETIC,
+                                  image_count=2)
+        _EXPORTED[name] = (report, out)
+    return _EXPORTED[name]
 
 
 def test_files_and_report(exported):
@@ -139,20 +147,17 @@ def test_ir_runs_in_edge_runtime(exported):
 
 
 @pytest.mark.shared
-def test_fp16_parity_on_real_images(tmp_path_factory, shared_dir):
+def test_fp16_parity_on_real_images(shared_dir, tmp_path_factory):
     """FP16 vs FP32 IR on 8 duts-te-val images (untrained u2netp: no trained model is available here)."""
-    torch.set_num_threads(THREADS)
     folder = shared_dir / "data" / "duts-te-val" / "images"
     images, where = parity.parity_images(8, str(folder))
     assert where == str(folder) and len(images) == 8
-    out = tmp_path_factory.mktemp("export_real")
-    report = api.export_model("u2netp", str(out), formats=("ir",), size=SIZE, untrained=True, images=str(folder),
-                              image_count=8)
-    assert report.parity_images == str(folder) and report.parity["ir_fp16_vs_fp32"]["images"] == 8
+    _, out = _export("u2netp", tmp_path_factory)
     fp32, fp16 = str(out / "u2netp_fp32.xml"), str(out / "u2netp_fp16.xml")
     references = [parity.ir_runner(fp32)(bgr) for _, bgr in images]
-    _assert_parity(parity.fp16_ir_parity(fp32, fp16, images), references)
-    assert not (out / "u2netp.onnx").exists()  # "ir" only: the ONNX file went to a temporary folder
+    result = parity.fp16_ir_parity(fp32, fp16, images)
+    assert result["images"] == 8
+    _assert_parity(result, references)
 
 
 def test_checkpoint_source(tmp_path):
@@ -185,10 +190,11 @@ def test_cli_export(tmp_path, capsys):
 
     torch.set_num_threads(THREADS)
     out = tmp_path / "tmp"
-    code = main(["export", "u2netp", "--untrained", "-o", str(out), "--size", "64", "64", "--precision", "fp16",
-                 "--images", "synthetic", "--image-count", "1"])
+    code = main(["export", "u2netp", "--untrained", "-o", str(out), "--size", "64", "64", "--format", "ir",
+                 "--precision", "fp16", "--images", "synthetic", "--image-count", "1"])
     assert code == 0
-    assert (out / "u2netp.onnx").is_file() and (out / "u2netp_fp16.xml").is_file()
+    assert (out / "u2netp_fp16.xml").is_file() and (out / "u2netp_fp16.bin").is_file()
+    assert not (out / "u2netp.onnx").exists()  # "ir" only: the ONNX file went to a temporary folder
     assert (out / api.REPORT_NAME).is_file()
     assert "u2netp" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "nope.pt"), "-o", str(out)]) == 1

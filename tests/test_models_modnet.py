@@ -63,3 +63,14 @@ def test_modnet_fp16_matches_fp32():
     assert half.dtype == torch.float16 and torch.isfinite(half).all()
     diff = (half.float() - reference).abs()
     assert float(diff.max()) < 0.05 and float(diff.mean()) < 5e-3
+
+
+@pytest.mark.parametrize("width,hr", [(0.5, 32), (1.0, 16), (0.75, 24)])
+def test_modnet_builds_at_other_widths_and_detail_channels(width, hr):
+    """The detail branch takes the semantic features at whatever width the backbone has (not 3*hr+3 hard-coded)."""
+    model = create_model("modnet", width=width, hr_channels=hr, input_size=[64, 64]).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64))
+    assert {k: tuple(v.shape) for k, v in out.items() if k != "semantic"} == {
+        "out": (1, 1, 64, 64), "matte": (1, 1, 64, 64), "detail": (1, 1, 64, 64)}
+    assert model.hr_branch.conv_hr4x[0].layers[0].in_channels == 2 * hr + model.backbone.enc_channels[2] + 3

@@ -24,13 +24,15 @@ def _outputs(arch, batch, requires_grad=True):
                "detail": torch.randn(n, 1, h, w, generator=g), "matte": torch.randn(n, 1, h, w, generator=g)}
     elif arch in ("u2net", "u2netp"):
         raw = {"logits": torch.randn(n, 7, h, w, generator=g)}
+    elif arch == "mbv2_unet_sod":
+        raw = {"logits": torch.randn(n, 1, h, w, generator=g)}
     else:
         raw = {"logits": torch.randn(n, 3, h, w, generator=g)}
     leaves = {k: v.requires_grad_(requires_grad) for k, v in raw.items()}
     out = {k: (v if k == "logits" else torch.sigmoid(v)) for k, v in leaves.items()}
     if arch == "modnet":
         out["out"] = out["matte"]
-    elif arch in ("u2net", "u2netp"):
+    elif arch in ("u2net", "u2netp", "mbv2_unet_sod"):
         out["out"] = torch.sigmoid(out["logits"][:, :1])
     else:
         out["out"] = torch.softmax(out["logits"], 1)
@@ -38,7 +40,7 @@ def _outputs(arch, batch, requires_grad=True):
 
 
 @pytest.mark.parametrize("arch,task", [("modnet", "alpha"), ("u2net", "saliency"), ("u2netp", "saliency"),
-                                       ("mbv2_unet", "trimap")])
+                                       ("mbv2_unet", "trimap"), ("mbv2_unet_sod", "saliency")])
 def test_loss_finite_and_differentiable(arch, task):
     batch = _batch()
     leaves, out = _outputs(arch, batch)
@@ -54,6 +56,7 @@ def test_registry_lookup_arch_then_task():
     assert loss_for("modnet", "alpha") is LOSSES["modnet"]
     assert loss_for("some_new_saliency_net", "saliency") is LOSSES["saliency"]
     assert loss_for("mbv2_unet", "trimap") is LOSSES["trimap"]
+    assert loss_for("mbv2_unet_sod", "saliency") is LOSSES["u2netp"]  # BCE on logits, not on probabilities
     with pytest.raises(KeyError):
         loss_for("nope", "nope")
 

@@ -15,8 +15,11 @@ Train in chunks: repeat the same command with --resume and a growing --max-steps
 where the last stopped (the learning-rate schedule always spans --epochs). Under torchrun the run uses
 DistributedDataParallel (gloo on CPU, nccl on CUDA); mixed precision is on with CUDA.
 
+Use --exclude GLOB to hold images out of training (e.g. --exclude 'vikram_*'); train/recipes/ has the exact
+chunked commands behind the shipped defaults.
+
 example:
-  edgematte train u2netp data/duts-tr --val data/duts-te-val -o runs/sod --size 224 --epochs 20 --batch 16
+  edgematte train mbv2_unet_sod data/duts-tr --val data/duts-te-val -o runs/sod --size 224 --epochs 30 --batch 8
 """
 
 

@@ -301,6 +301,14 @@ class FitResult:
     run_dir: str
 
 
+def _worker_context() -> str:
+    """Start loader workers by forkserver where there is one: forking a process whose OpenMP/OpenVINO threads are
+    running can deadlock the child (it did, in CI, once OpenVINO had been loaded in the same process)."""
+    import multiprocessing
+
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 def _worker_init(_: int) -> None:
     import cv2
 
@@ -446,7 +454,8 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
             sampler.set_start(batch_in_epoch * config.batch)
             loader = DataLoader(dataset, batch_size=config.batch, sampler=sampler, num_workers=config.workers,
                                 drop_last=True, pin_memory=env.device.type == "cuda",
-                                worker_init_fn=_worker_init if config.workers else None)
+                                worker_init_fn=_worker_init if config.workers else None,
+                                multiprocessing_context=_worker_context() if config.workers else None)
             model.train()
             for batch in loader:
                 if config.max_steps is not None and step >= config.max_steps:

@@ -121,7 +121,8 @@ class HRBranch(nn.Module):
         self.conv_enc2x = Conv2dIBNormRelu(hr + 3, hr, 3, stride=2, padding=1)
         self.tohr_enc4x = Conv2dIBNormRelu(enc[1], hr, 1, stride=1, padding=0)
         self.conv_enc4x = Conv2dIBNormRelu(2 * hr, 2 * hr, 3, stride=1, padding=1)
-        self.conv_hr4x = nn.Sequential(Conv2dIBNormRelu(3 * hr + 3, 2 * hr, 3, padding=1),
+        # hr4x (2*hr) + upsampled lr8x semantics (enc[2]) + image; the reference's 3*hr+3 when enc[2] == hr == 32
+        self.conv_hr4x = nn.Sequential(Conv2dIBNormRelu(2 * hr + enc[2] + 3, 2 * hr, 3, padding=1),
                                        Conv2dIBNormRelu(2 * hr, 2 * hr, 3, padding=1),
                                        Conv2dIBNormRelu(2 * hr, hr, 3, padding=1))
         self.conv_hr2x = nn.Sequential(Conv2dIBNormRelu(2 * hr, 2 * hr, 3, padding=1),

@@ -1,0 +1,39 @@
+"""The recipes' `edgematte train` commands parse with the current CLI and hold the evaluation portraits out."""
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from edgematte.edge.cli import build_parser
+from edgematte.train.cli import config_from_args
+
+RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
+VARS = {"DATA": "/data", "RUN": "/runs/r", "EPOCHS": "3", "BATCH": "8"}
+
+
+def recipe_command(script: str):
+    """The `edgematte train ...` command of a recipe (backslash continuations joined, variables filled in)."""
+    text = (RECIPES / script).read_text().replace("\\\n", " ")
+    line = next(l for l in text.splitlines() if l.strip().startswith("edgematte train"))
+    line = re.sub(r"\$(\w+)", lambda m: VARS[m.group(1)], line.replace('"$@"', ""))
+    return shlex.split(line)[1:]
+
+
+@pytest.mark.parametrize("script", ["sod.sh", "portrait.sh"])
+def test_recipe_parses_and_resumes(script):
+    args = build_parser().parse_args(recipe_command(script) + ["--max-steps", "10"])
+    config = config_from_args(args)
+    assert args.resume and config.max_steps == 10 and config.out == "/runs/r" and config.epochs == 3
+    assert config.model in ("mbv2_unet_sod", "modnet")
+
+
+def test_portrait_recipe_holds_vikram_out():
+    from edgematte.edge.datasets import Pair, filter_pairs
+
+    config = config_from_args(build_parser().parse_args(recipe_command("portrait.sh")))
+    names = ["vikram_001.jpg", "ecoreal_3abc.jpg", "ecoreal_0abc.jpg"]
+    pairs = [Pair(image=Path("/p/images") / n) for n in names]
+    assert [p.stem for p in filter_pairs(pairs, config.include, config.exclude)] == ["ecoreal_0abc"]
+    assert [p.stem for p in filter_pairs(pairs, config.val_include, config.val_exclude)] == ["ecoreal_3abc"]
+    assert config.composite == ["/data/duts-tr"] and config.model == "modnet"
