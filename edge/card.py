@@ -130,6 +130,41 @@ def _rt_info_text(model: Any) -> Optional[str]:
     return str(value)
 
 
+def save_ir(model: Any, xml_path: str, card: "ModelCard", compress_to_fp16: bool = False) -> "ModelCard":
+    """Save an openvino.Model as an IR pair carrying `card`, atomically; returns the card with weights_sha256 set.
+
+    The model is saved once, its .bin hashed into the card, and saved again with the card; the second .bin must be
+    byte-identical (the card lives in the .xml only). The .bin is renamed into place before the .xml, so an .xml
+    always has its .bin. Needs OpenVINO >= 2023.1 (save_model): saving happens on the build machine, not the box.
+    """
+    import copy
+    import os
+    import shutil
+    import tempfile
+
+    from ._ov import ov
+
+    card = copy.deepcopy(card)
+    folder = os.path.dirname(os.path.abspath(xml_path))
+    stem = os.path.splitext(os.path.basename(xml_path))[0]
+    os.makedirs(folder, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix="." + stem + ".", suffix=".tmp", dir=folder)
+    try:
+        first = os.path.join(tmp_dir, "first.xml")
+        ov.save_model(model, first, compress_to_fp16=compress_to_fp16)  # its default is True: FP32 must say False
+        card.weights_sha256 = sha256_file(first[:-4] + ".bin")
+        card.write_rt_info(model)
+        final = os.path.join(tmp_dir, "final.xml")
+        ov.save_model(model, final, compress_to_fp16=compress_to_fp16)
+        if sha256_file(final[:-4] + ".bin") != card.weights_sha256:
+            raise RuntimeError("{}: the second save wrote a different .bin".format(xml_path))
+        os.replace(final[:-4] + ".bin", os.path.splitext(xml_path)[0] + ".bin")
+        os.replace(final, xml_path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return card
+
+
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()

@@ -61,6 +61,46 @@ def register(subparsers: Any) -> None:
                    help="how the PyTorch FP16-activation check runs: emulate (round weights and every op output to "
                         "FP16, FP32 speed; default) or half (model.half(), real FP16 kernels, 15-30x slower on CPU)")
     p.set_defaults(func=run)
+    register_ship(subparsers)
+
+
+SHIP_EPILOG = """\
+Exports CKPT to FP32 and FP16 IRs, quantizes the FP32 IR to INT8 (NNCF, calibrated on calib_data/ or --calib),
+evaluates all three on VALDATA with the edge runtime, and installs INT8 when it keeps quality (mean MAE at most
+5 % + 0.002 above FP32, mean IoU at most 0.01 below), else FP16, as ZOO/NAME/model.xml + model.bin, with
+ship.json holding the table and the choice. ZOO defaults to the package's own zoo (edge/zoo); put your own models
+in a folder listed in $EDGEMATTE_ZOO and run them with `-m NAME`.
+
+example:
+  edgematte ship runs/sod/best.pt --name sod --val ../shared/data/duts-te-val
+"""
+
+
+def register_ship(subparsers: Any) -> None:
+    """Add the `ship` verb."""
+    p = subparsers.add_parser("ship", help="install a checkpoint into the model zoo as INT8 or FP16 IR, by measured "
+                                           "quality", description="Export, quantize, evaluate and install a "
+                                                                   "checkpoint as a zoo model.",
+                              epilog=SHIP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", metavar="CKPT", help="kit checkpoint (.pt)")
+    p.add_argument("--name", required=True, help="zoo name to install as (e.g. sod, portrait)")
+    p.add_argument("--val", metavar="VALDATA", required=True, help="validation dataset the precisions are compared on")
+    p.add_argument("--val-filter", metavar="GLOB", nargs="+", default=[], help="only validation images whose stem "
+                                                                               "matches one of these globs")
+    p.add_argument("--zoo", metavar="DIR", default=None, help="zoo folder (default: the package's edge/zoo)")
+    p.add_argument("--work", metavar="DIR", default=None, help="keep the exported IRs here (default: a temp folder)")
+    p.add_argument("--calib", metavar="DIR", default=None, help="INT8 calibration images (default: calib_data/)")
+    p.add_argument("--precision", choices=("auto", "int8", "fp16", "fp32"), default="auto",
+                   help="force the installed precision (default auto: INT8 if it keeps quality, else FP16)")
+    p.set_defaults(func=run_ship)
+
+
+def run_ship(args: argparse.Namespace) -> int:
+    from .ship import ship
+
+    ship(args.checkpoint, args.name, args.val, zoo=args.zoo, work=args.work, val_filter=args.val_filter,
+         calib=args.calib, precision=args.precision)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

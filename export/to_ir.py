@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from edgematte.edge._ov import Core, Layout, PrePostProcessor, ColorFormat, Type, ov
-from edgematte.edge.card import ModelCard, sha256_file
+from edgematte.edge.card import ModelCard, save_ir
 from edgematte.edge.errors import ModelFileError
 
 from .cards import ir_card
@@ -63,23 +63,16 @@ def export_ir(onnx_path: str, xml_path: str, card: ModelCard, precision: str = "
     converted_bn = batchnorm_ops(model)
     xml.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix="." + xml.stem + ".", suffix=".tmp", dir=str(xml.parent))
-    try:
-        first = os.path.join(tmp_dir, "first.xml")
-        ov.save_model(model, first, compress_to_fp16=compress)  # default is True: FP32 must say False
-        card.weights_sha256 = sha256_file(first[:-4] + ".bin")
-        card.write_rt_info(model)
-        final = os.path.join(tmp_dir, "final.xml")
-        ov.save_model(model, final, compress_to_fp16=compress)
-        bin_path = final[:-4] + ".bin"
-        if sha256_file(bin_path) != card.weights_sha256:
-            raise RuntimeError("{}: the second save wrote a different .bin".format(xml_path))
-        saved = Core().read_model(final)  # check what was written, not the in-memory model
+    try:  # staged and checked in a scratch folder: a failed check leaves nothing at the target
+        staged = Path(tmp_dir) / xml.name
+        card = save_ir(model, str(staged), card, compress_to_fp16=compress)
+        saved = Core().read_model(str(staged))  # check what was written, not the in-memory model
         left = batchnorm_ops(saved)
         if left:
             raise BatchNormLeftError("{}: {} BatchNorm op(s) remain in the IR".format(xml_path, left))
         ops = op_histogram(saved)
-        os.replace(bin_path, str(xml.with_suffix(".bin")))  # .bin first, .xml last: an .xml always has its .bin
-        os.replace(final, str(xml))
+        os.replace(str(staged.with_suffix(".bin")), str(xml.with_suffix(".bin")))  # .bin first, .xml last
+        os.replace(str(staged), str(xml))
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return {

@@ -9,7 +9,7 @@ from edgematte.edge.cli import build_parser
 from edgematte.train.cli import config_from_args
 
 RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
-VARS = {"DATA": "/data", "RUN": "/runs/r", "EPOCHS": "3", "BATCH": "8"}
+VARS = {"DATA": "/data", "RUN": "/runs/r", "EPOCHS": "3", "BATCH": "8", "INIT": "/runs/sod/best.pt"}
 
 
 def recipe_command(script: str):
@@ -20,7 +20,7 @@ def recipe_command(script: str):
     return shlex.split(line)[1:]
 
 
-@pytest.mark.parametrize("script", ["sod.sh", "portrait.sh"])
+@pytest.mark.parametrize("script", ["sod.sh", "portrait.sh", "portrait_mbv2.sh"])
 def test_recipe_parses_and_resumes(script):
     args = build_parser().parse_args(recipe_command(script) + ["--max-steps", "10"])
     config = config_from_args(args)
@@ -28,12 +28,13 @@ def test_recipe_parses_and_resumes(script):
     assert config.model in ("mbv2_unet_sod", "modnet")
 
 
-def test_portrait_recipe_holds_vikram_out():
+@pytest.mark.parametrize("script,model", [("portrait.sh", "modnet"), ("portrait_mbv2.sh", "mbv2_unet_sod")])
+def test_portrait_recipe_holds_vikram_out(script, model):
     from edgematte.edge.datasets import Pair, filter_pairs
 
-    config = config_from_args(build_parser().parse_args(recipe_command("portrait.sh")))
+    config = config_from_args(build_parser().parse_args(recipe_command(script)))
     names = ["vikram_001.jpg", "ecoreal_3abc.jpg", "ecoreal_0abc.jpg"]
     pairs = [Pair(image=Path("/p/images") / n) for n in names]
     assert [p.stem for p in filter_pairs(pairs, config.include, config.exclude)] == ["ecoreal_0abc"]
     assert [p.stem for p in filter_pairs(pairs, config.val_include, config.val_exclude)] == ["ecoreal_3abc"]
-    assert config.composite == ["/data/duts-tr"] and config.model == "modnet"
+    assert config.composite == ["/data/duts-tr"] and config.model == model

@@ -55,10 +55,32 @@ def test_each_zoo_model_trains(model, data, tmp_path):
     assert ckpt["arch"] == model and ckpt["train"]["step"] == 2
 
 
+FIT_SCRIPT = """
+import json, sys
+from edgematte.train.trainer import TrainConfig, fit
+
+if __name__ == "__main__":  # loader workers start by forkserver, which re-imports __main__
+    losses = {}
+    fit(TrainConfig.from_json(open(sys.argv[1]).read()), on_step=lambda step, loss: losses.__setitem__(step, loss))
+    with open(sys.argv[2], "w") as handle:
+        json.dump(losses, handle)
+"""
+
+
+def _fit_with_a_worker(config: TrainConfig, tmp_path: Path) -> dict:
+    """fit() in a fresh interpreter, as `edgematte train` runs: loader workers started from this long-lived pytest
+    process (which has loaded OpenVINO, NNCF, ONNX Runtime, numba...) crashed it once in a full run."""
+    (tmp_path / "fit_config.json").write_text(config.to_json())
+    (tmp_path / "fit.py").write_text(FIT_SCRIPT)
+    code, log = _run_isolated([sys.executable, str(tmp_path / "fit.py"), str(tmp_path / "fit_config.json"),
+                               str(tmp_path / "losses.json")], tmp_path / "fit.log", timeout=300)
+    assert code == 0, log[-3000:]
+    return {int(k): v for k, v in json.loads((tmp_path / "losses.json").read_text()).items()}
+
+
 def test_resume_is_exact(data, tmp_path):
     """N steps, stop, resume: steps N+1.. give the same losses and weights as an uninterrupted run."""
-    full_losses = {}
-    fit(_config(data, tmp_path / "full", workers=1), on_step=lambda s, l: full_losses.__setitem__(s, l))
+    full_losses = _fit_with_a_worker(_config(data, tmp_path / "full", workers=1), tmp_path)
     assert sorted(full_losses) == list(range(1, 7))  # 6 pairs / batch 2 = 3 steps per epoch, 2 epochs
 
     part = {}

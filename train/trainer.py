@@ -349,7 +349,11 @@ def _card(model: torch.nn.Module, name: str, metrics: Optional[Dict[str, Any]] =
 
 def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[int, float], None]] = None
         ) -> FitResult:
-    """Train `config.model` on `config.data`; with `resume`, continue exactly from RUNDIR/checkpoints/last.pt."""
+    """Train `config.model` on `config.data`; with `resume`, continue exactly from RUNDIR/checkpoints/last.pt.
+
+    With config.workers > 0 the loader workers start by forkserver (see _worker_context): a script that calls fit()
+    needs the usual `if __name__ == "__main__":` guard, as with any spawn/forkserver multiprocessing.
+    """
     from .checkpoint import save_checkpoint
 
     config = resolve_config(config, resume)

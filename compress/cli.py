@@ -1,0 +1,96 @@
+"""The `edgematte quantize` verb: a thin shell over compress.quantize.quantize_ir()."""
+import argparse
+import json
+import os
+from typing import Any, Dict, List
+
+EPILOG = """\
+MODEL is an IR written by `edgematte export` (FP32 or FP16 weights; its model card is read from rt_info).
+Calibration images are read, resized and laid out exactly as the edge runtime feeds the IR; the default set is
+calib_data/ (40 real images shipped in the source tree; its README says how to build one for your domain).
+
+Writes into DIR:
+  NAME_int8.xml/.bin       the INT8 IR (FakeQuantize ops; the card says INT8 and records the lineage)
+  quantize_report.json     calibration count, file sizes, agreement with the source IR on calibration images
+
+example:
+  edgematte quantize out/sod/sod_fp32.xml -o out/sod --subset 300
+"""
+
+REPORT_NAME = "quantize_report.json"
+AGREEMENT_IMAGES = 16
+
+
+def register(subparsers: Any) -> None:
+    """Add the `quantize` verb."""
+    p = subparsers.add_parser("quantize", help="INT8 post-training quantization of an IR (NNCF) on real images",
+                              description="Quantize an OpenVINO IR to INT8 with NNCF post-training quantization, "
+                                          "calibrated on real images, and report how far it moved from the source.",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="IR .xml with an edgematte model card")
+    p.add_argument("-o", "--out", metavar="DIR", required=True, help="output folder (created if absent)")
+    p.add_argument("--calib", metavar="DIR", default=None, help="calibration images (default: calib_data/)")
+    p.add_argument("--subset", type=int, default=300, metavar="N", help="calibration images to use (default 300)")
+    p.add_argument("--preset", choices=("performance", "mixed"), default="performance",
+                   help="performance: symmetric activations (fastest); mixed: asymmetric activations, for "
+                        "non-ReLU activations (default performance)")
+    p.add_argument("--ignored-scope", metavar="NAME", nargs="+", default=[],
+                   help="op names kept in floating point; prefix a regular expression with re:")
+    p.add_argument("--no-fast-bias-correction", dest="fast_bias_correction", action="store_false",
+                   help="use NNCF's slower, more exact bias correction")
+    p.set_defaults(func=run)
+
+
+def output_path(model: str, out_dir: str) -> str:
+    """DIR/<stem>_int8.xml, where stem is the model's file stem without a _fp32/_fp16 suffix."""
+    stem = os.path.splitext(os.path.basename(model))[0]
+    for suffix in ("_fp32", "_fp16"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return os.path.join(out_dir, stem + "_int8.xml")
+
+
+def agreement(source: str, int8: str, calib: Any, count: int = AGREEMENT_IMAGES) -> Dict[str, Any]:
+    """Max/mean |alpha difference| and min IoU@0.5 of the INT8 IR against its source on calibration images."""
+    import numpy as np
+
+    from edgematte.edge.io import read_image
+    from edgematte.edge.runtime import load_model
+
+    from .quantize import calibration_files
+
+    reference, quantized = load_model(source), load_model(int8)
+    diffs, ious = [], []  # type: List[float], List[float]
+    for path in calibration_files(calib)[:count]:
+        image = read_image(str(path), downscale=True)
+        a, b = reference.predict(image), quantized.predict(image)
+        if a.ndim == 3:  # trimap: compare the foreground channel
+            a, b = a[..., -1], b[..., -1]
+        diffs.append(float(np.abs(a - b).max()))
+        fa, fb = a >= 0.5, b >= 0.5
+        union = np.logical_or(fa, fb).sum()
+        ious.append(float(np.logical_and(fa, fb).sum() / union) if union else 1.0)
+    return {"images": len(diffs), "max_abs_diff": max(diffs), "mean_max_abs_diff": float(np.mean(diffs)),
+            "min_iou": min(ious), "mean_iou": float(np.mean(ious))}
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgematte.edge.io import write_text
+
+    from .quantize import quantize_ir
+
+    out_xml = output_path(args.model, args.out)
+    result = quantize_ir(args.model, out_xml, calib=args.calib, subset=args.subset, preset=args.preset,
+                         ignored_scope=args.ignored_scope, fast_bias_correction=args.fast_bias_correction)
+    result["agreement_with_source"] = agreement(args.model, out_xml, args.calib)
+    card = result.pop("card")
+    report = dict(result, card=card.to_dict())
+    write_text(os.path.join(args.out, REPORT_NAME), json.dumps(report, indent=2, sort_keys=True) + "\n")
+    agree = result["agreement_with_source"]
+    print("int8  {} ({} FakeQuantize ops, {:.2f} MB vs {:.2f} MB source weights, {} calibration images, {:.0f} s)".format(
+        out_xml, result["fake_quantize_ops"], result["bin_bytes"] / 1e6, result["source_bin_bytes"] / 1e6,
+        result["calibration_images"], result["seconds"]))
+    print("vs source on {} calibration images: max |diff| {:.4f} (mean {:.4f}), IoU@0.5 min {:.4f} (mean {:.4f})".format(
+        agree["images"], agree["max_abs_diff"], agree["mean_max_abs_diff"], agree["min_iou"], agree["mean_iou"]))
+    print("report: {}".format(os.path.join(args.out, REPORT_NAME)))
+    return 0

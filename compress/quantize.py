@@ -1,0 +1,134 @@
+"""NNCF post-training INT8 of an OpenVINO IR, calibrated on real images fed exactly as the edge runtime feeds them."""
+import copy
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from edgematte.edge._ov import Core
+from edgematte.edge.card import ModelCard, save_ir
+from edgematte.edge.errors import EdgematteError, InputError, ModelFileError
+from edgematte.edge.io import read_image
+from edgematte.edge.runtime import to_network_input
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+PRESETS = ("performance", "mixed")
+DEFAULT_SUBSET = 300  # NNCF's own default calibration subset size
+# calib_data/ ships beside the packages in the source tree (an installed wheel has no copy: pass --calib)
+DEFAULT_CALIB = Path(__file__).resolve().parent.parent / "calib_data"
+
+
+class CalibrationError(InputError):
+    """The calibration folder is missing, empty, or holds no readable image."""
+
+
+def calibration_files(folder: Optional[str] = None) -> List[Path]:
+    """Image files of a calibration folder (recursive, sorted); CalibrationError when there are none."""
+    root = Path(folder) if folder else DEFAULT_CALIB
+    if not root.is_dir():
+        hint = "" if folder else " (calib_data/ ships in the source tree only: pass --calib DIR)"
+        raise CalibrationError("{}: calibration folder not found{}".format(root, hint))
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CalibrationError("{}: no calibration images ({}) in the folder".format(root, ", ".join(IMAGE_SUFFIXES)))
+    return files
+
+
+def calibration_inputs(card: ModelCard, folder: Optional[str] = None, subset: int = DEFAULT_SUBSET) -> List[np.ndarray]:
+    """Up to `subset` network inputs from the folder's images, laid out as the card's artifact takes them.
+
+    Unreadable images are skipped (and counted in the error if none is left): a calibration set is a sample.
+    """
+    inputs = []  # type: List[np.ndarray]
+    skipped = []  # type: List[str]
+    files = calibration_files(folder)
+    for path in files:
+        if len(inputs) >= subset:
+            break
+        try:
+            inputs.append(to_network_input(read_image(str(path), downscale=True), card))
+        except EdgematteError as error:
+            skipped.append("{} ({})".format(path.name, error))
+    if not inputs:
+        raise CalibrationError("{}: none of the {} calibration images could be read, e.g. {}".format(
+            folder or DEFAULT_CALIB, len(files), skipped[0] if skipped else "?"))
+    return inputs
+
+
+def int8_card(card: ModelCard, source_xml: str, images: int, folder: str, preset: str) -> ModelCard:
+    """The INT8 IR's card: the FP32 card with precision INT8 and how it was quantized (lineage in notes)."""
+    import nncf
+
+    out = copy.deepcopy(card)
+    out.precision = "INT8"
+    out.weights_sha256 = None
+    out.tools = dict(card.tools, nncf=str(nncf.__version__))
+    lineage = "INT8 by NNCF post-training quantization ({} preset, {} calibration images from {}) of {} " \
+              "(weights sha256 {})".format(preset, images, folder, os.path.basename(source_xml), card.weights_sha256)
+    out.notes = (card.notes + "; " if card.notes else "") + lineage
+    return out
+
+
+def quantize_ir(xml_path: str, out_xml: str, calib: Optional[str] = None, subset: int = DEFAULT_SUBSET,
+                preset: str = "performance", ignored_scope: Sequence[str] = (),
+                fast_bias_correction: bool = True) -> Dict[str, Any]:
+    """INT8 IR at out_xml from the IR at xml_path (FP32 or FP16 weights, card in rt_info), written atomically.
+
+    `ignored_scope`: op names or regular expressions (prefixed "re:") kept in floating point.
+    Returns what was done: calibration count, op counts, file sizes, seconds.
+    """
+    import nncf
+
+    if preset not in PRESETS:
+        raise InputError("--preset must be one of {}, got {!r}".format(", ".join(PRESETS), preset))
+    if not str(out_xml).endswith(".xml"):
+        raise InputError("{}: an IR path must end in .xml".format(out_xml))
+    started = time.time()
+    model = read_ir(xml_path)
+    card = ModelCard.read_rt_info(model, xml_path)
+    if card is None:
+        raise ModelFileError("{}: the IR carries no edgematte model card (export it with `edgematte export`)".format(
+            xml_path))
+    if card.precision == "INT8":
+        raise ModelFileError("{}: already INT8".format(xml_path))
+    inputs = calibration_inputs(card, calib, subset)
+    input_name = model.inputs[0].get_any_name()
+    scope = None
+    if ignored_scope:
+        names = [n for n in ignored_scope if not n.startswith("re:")]
+        patterns = [n[3:] for n in ignored_scope if n.startswith("re:")]
+        scope = nncf.IgnoredScope(names=names, patterns=patterns, validate=False)
+    quantized = nncf.quantize(model, nncf.Dataset(inputs, lambda x: {input_name: x}),
+                              preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else
+                              nncf.QuantizationPreset.PERFORMANCE,
+                              subset_size=len(inputs), fast_bias_correction=fast_bias_correction,
+                              **({"ignored_scope": scope} if scope is not None else {}))
+    new_card = int8_card(card, xml_path, len(inputs), str(calib or DEFAULT_CALIB), preset)
+    new_card = save_ir(quantized, str(out_xml), new_card, compress_to_fp16=False)
+    saved = Core().read_model(str(out_xml))
+    out = Path(out_xml)
+    return {"source": str(xml_path), "path": str(out), "calibration_images": len(inputs),
+            "calibration_folder": str(calib or DEFAULT_CALIB), "preset": preset,
+            "fake_quantize_ops": sum(1 for op in saved.get_ops() if op.get_type_name() == "FakeQuantize"),
+            "xml_bytes": out.stat().st_size, "bin_bytes": out.with_suffix(".bin").stat().st_size,
+            "source_bin_bytes": Path(xml_path).with_suffix(".bin").stat().st_size,
+            "weights_sha256": new_card.weights_sha256, "seconds": round(time.time() - started, 2), "card": new_card}
+
+
+def read_ir(xml_path: str) -> Any:
+    """The openvino.Model of an IR pair; ModelFileError naming the file when it is absent or unreadable."""
+    xml = Path(xml_path)
+    if xml.suffix != ".xml" or not xml.is_file():
+        raise ModelFileError("{}: not an IR .xml file".format(xml_path))
+    if not xml.with_suffix(".bin").is_file():
+        raise ModelFileError("{}: its weights file {} is missing".format(xml_path, xml.with_suffix(".bin").name))
+    try:
+        return Core().read_model(str(xml))
+    except Exception as error:  # noqa: BLE001 - OpenVINO raises plain RuntimeErrors with long texts
+        raise ModelFileError("{}: OpenVINO cannot read it ({})".format(xml_path, str(error).strip().splitlines()[0]))
+
+
+__all__ = ["quantize_ir", "calibration_inputs", "calibration_files", "int8_card", "read_ir", "CalibrationError",
+           "DEFAULT_CALIB", "DEFAULT_SUBSET", "PRESETS"]

@@ -1,0 +1,93 @@
+"""`edgematte quantize`: NNCF INT8 of a small conv IR calibrated on generated images; card, hash, agreement, errors."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("nncf")
+
+from conftest import make_scene  # noqa: E402
+from edge_tiny import IR_INPUT  # noqa: E402
+from edgematte.compress.quantize import CalibrationError, quantize_ir  # noqa: E402
+from edgematte.edge._ov import Core, ov  # noqa: E402
+from edgematte.edge.card import ModelCard, save_ir, sha256_file  # noqa: E402
+from edgematte.edge.cli import main  # noqa: E402
+from edgematte.edge.runtime import load_model  # noqa: E402
+
+SIZE = (48, 64)
+
+
+def conv_ir(folder, name="convnet"):
+    """u8 BGR NHWC -> two 3x3 convs (ReLU) -> 1x1 conv -> sigmoid: a real conv net NNCF can quantize."""
+    rng = np.random.default_rng(0)
+    op = ov.opset8
+    param = op.parameter(ov.PartialShape([1, SIZE[0], SIZE[1], 3]), ov.Type.u8, name="image")
+    x = op.transpose(op.convert(param, "f32"), np.array([0, 3, 1, 2], dtype=np.int64))
+    x = op.multiply(op.subtract(x, np.float32(128.0)), np.float32(1 / 64.0))
+    for cin, cout in ((3, 16), (16, 16)):
+        weights = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32)
+        x = op.relu(op.convolution(x, op.constant(weights), [1, 1], [1, 1], [1, 1], [1, 1]))
+    head = (rng.standard_normal((1, 16, 1, 1)) * 0.3).astype(np.float32)
+    out = op.sigmoid(op.convolution(x, op.constant(head), [1, 1], [0, 0], [0, 0], [1, 1]))
+    model = ov.Model([out], [param], name)
+    card = ModelCard(name=name, task="saliency", arch="convnet", input_size=list(SIZE), input=dict(IR_INPUT))
+    xml = folder / (name + "_fp32.xml")
+    save_ir(model, str(xml), card)
+    return xml
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("calib")
+    for seed in range(12):
+        image, _ = make_scene(60 + seed, 80, seed=seed)
+        cv2.imwrite(str(folder / "scene{:02d}.png".format(seed)), image)
+    (folder / "notes.txt").write_text("not an image: ignored by suffix")
+    return folder
+
+
+def test_quantize_ir_writes_a_self_describing_int8_ir(tmp_path, calib):
+    source = conv_ir(tmp_path)
+    out = tmp_path / "q" / "convnet_int8.xml"
+    result = quantize_ir(str(source), str(out), calib=str(calib), subset=8)
+    assert result["calibration_images"] == 8 and result["fake_quantize_ops"] >= 3
+    card = ModelCard.read_rt_info(Core().read_model(str(out)))
+    assert card.precision == "INT8" and card.task == "saliency" and card.input_size == list(SIZE)
+    assert card.weights_sha256 == sha256_file(str(out.with_suffix(".bin"))) and "nncf" in card.tools
+    assert "convnet_fp32.xml" in card.notes and "8 calibration images" in card.notes
+    assert sorted(p.name for p in out.parent.iterdir()) == ["convnet_int8.bin", "convnet_int8.xml"]  # no temp left
+    image, _ = make_scene(70, 90, seed=42)
+    fp32, int8 = load_model(str(source)).predict(image), load_model(str(out)).predict(image)
+    assert int8.shape == fp32.shape == (70, 90)
+    assert 0 < np.abs(fp32 - int8).max() < 0.1  # quantized for real (not a copy), yet close
+
+
+def test_cli_quantize_reports_agreement(tmp_path, calib, capsys):
+    source = conv_ir(tmp_path)
+    code = main(["quantize", str(source), "-o", str(tmp_path / "out"), "--calib", str(calib), "--subset", "6"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "convnet_int8.xml" in printed and "IoU@0.5" in printed
+    report = json.loads((tmp_path / "out" / "quantize_report.json").read_text())
+    assert report["calibration_images"] == 6 and report["card"]["precision"] == "INT8"
+    agree = report["agreement_with_source"]
+    assert agree["images"] == 12 and 0 < agree["max_abs_diff"] < 0.1  # the toy hovers near 0.5: IoU says little
+    assert 0 <= agree["min_iou"] <= agree["mean_iou"] <= 1
+
+
+def test_bad_calibration_or_model_is_one_line_and_writes_nothing(tmp_path, calib, capsys):
+    source = conv_ir(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CalibrationError, match="no calibration images"):
+        quantize_ir(str(source), str(tmp_path / "x" / "a_int8.xml"), calib=str(empty))
+    assert not (tmp_path / "x").exists()
+    assert main(["quantize", str(source), "-o", str(tmp_path / "y"), "--calib", str(empty)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no calibration images" in err[0] and "Traceback" not in err[0]
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<net>")
+    assert main(["quantize", str(broken), "-o", str(tmp_path / "z"), "--calib", str(calib)]) == 1
+    assert "broken.xml" in capsys.readouterr().err
+    assert not (tmp_path / "z" / "broken_int8.xml").exists()
