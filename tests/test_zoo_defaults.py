@@ -1,0 +1,62 @@
+"""The shipped default models: self-describing, within the size budget, and still what ship.json says was measured."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgematte.edge.commands import DEFAULT_MODEL
+from edgematte.edge.datasets import find_pairs
+from edgematte.edge.evaluate import evaluate
+from edgematte.edge.io import read_image
+from edgematte.edge.runtime import load_model
+from edgematte.edge.zoo import PACKAGE_DIR, list_zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = [name for name in sorted(set(DEFAULT_MODEL.values())) if (PACKAGE_DIR / name / "model.xml").is_file()]
+BUDGET_BYTES = 10 * 1000 * 1000  # all shipped defaults together (issue 3)
+
+
+def _record(name: str) -> dict:
+    return json.loads((PACKAGE_DIR / name / "ship.json").read_text())
+
+
+def test_shipped_defaults_fit_the_budget():
+    total = sum(p.stat().st_size for p in PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                and p.suffix != ".py")
+    assert total <= BUDGET_BYTES, "shipped zoo files take {:.2f} MB".format(total / 1e6)
+    assert set(SHIPPED) <= set(list_zoo(str(PACKAGE_DIR)))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_is_self_describing(name):
+    record = _record(name)
+    model = load_model(name)  # by zoo name; the .bin hash in the card is checked on load
+    assert model.card.precision == record["chosen"].upper()
+    assert list(model.card.input_size) == list(record["input_size"])
+    assert model.card.source_sha256 == record["source_sha256"]
+    image = read_image(str(sorted((ROOT / "calib_data").glob("*.jpg"))[0]))
+    alpha = model.predict(image)
+    assert alpha.shape == image.shape[:2] and alpha.dtype == np.float32
+    assert alpha.min() < 0.2 and alpha.max() > 0.8  # a real image gets a real figure/ground split
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_still_measures_what_ship_json_says(name, shared_dir):
+    """Re-evaluate the installed IR on its validation images: the same file must give the numbers it shipped with."""
+    record = _record(name)
+    data = Path(record["validation"]["data"])
+    data = data if data.is_absolute() and data.is_dir() else shared_dir / "data" / data.name
+    pairs = find_pairs(str(data))
+    stems = [p.stem for p in pairs]
+    globs = record["validation"]["filter"]
+    if globs:
+        import fnmatch
+
+        pairs = [p for p, s in zip(pairs, stems) if any(fnmatch.fnmatchcase(s, g) for g in globs)]
+    assert len(pairs) == record["validation"]["images"]
+    measured = evaluate(load_model(name), pairs, progress=False, sod=False).summary["mean"]
+    shipped = record["summary"][record["chosen"]]["mean"]
+    assert measured["mae"] == pytest.approx(shipped["mae"], abs=1e-4)
+    assert measured["iou"] == pytest.approx(shipped["iou"], abs=1e-4)
