@@ -197,21 +197,31 @@ class OpenVINOPredictor(Predictor):
 
 
 # -- devices --------------------------------------------------------------------------------------
+def _quoted(text: str) -> str:
+    """'text' in quotes, with control characters escaped so that an error stays on one line."""
+    return "'{}'".format(text) if text.isprintable() else repr(text)
+
+
 def check_device(core: Any, device: str) -> str:
-    """The device name, verified against core.available_devices (AUTO/HETERO/MULTI/BATCH[:list] accepted);
-    DeviceError listing what is there otherwise."""
+    """The device name as OpenVINO spells it (case and spaces normalised: "cpu " -> "CPU"), verified against
+    core.available_devices (AUTO/HETERO/MULTI/BATCH[:list] accepted); DeviceError listing what is there otherwise."""
     available = list(core.available_devices)
     name = (device or "").strip()
-    head, _, rest = name.partition(":")
-    if head.upper() in COMPOSITE_DEVICES:
-        wanted = [d.strip().split("(")[0] for d in rest.split(",") if d.strip()]
-    else:
-        wanted = [name]
+    head, colon, rest = name.partition(":")
+    composite = head.upper() in COMPOSITE_DEVICES
+    wanted = [d.strip() for d in rest.split(",") if d.strip()] if composite else [name]
+    canonical = []
     for dev in wanted:
-        if not any(dev.upper() in (a.upper(), a.split(".")[0].upper()) for a in available):
-            raise DeviceError("device '{}' is not available here; available: {} (also AUTO, and HETERO:/MULTI:/AUTO: "
-                              "lists of these)".format(dev or device, ", ".join(available) or "none"))
-    return name
+        bare, paren, tail = dev.partition("(")  # MULTI:CPU(4),GPU(2)
+        match = [a for a in available if bare.strip().upper() == a.upper()] or \
+                [a.split(".")[0] for a in available if bare.strip().upper() == a.split(".")[0].upper()]
+        if not match:
+            raise DeviceError("device {} is not available here; available: {} (also AUTO, and HETERO:/MULTI:/AUTO: "
+                              "lists of these)".format(_quoted(dev or device), ", ".join(available) or "none"))
+        canonical.append(match[0] + paren + tail)
+    if composite:
+        return head.upper() + colon + ",".join(canonical)
+    return canonical[0]
 
 
 def _ov_reason(exc: BaseException) -> str:

@@ -1,0 +1,189 @@
+"""Fuzz: generated bad images and model files through the loaders and the CLI: a one-line error naming the file,
+a non-zero exit, no traceback, no half-written output, or (for inputs that are in fact fine) a correct result.
+
+Four properties, 1,300 generated inputs in all (hypothesis, derandomized so CI runs the same cases every time).
+"""
+import io
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_tiny import build_ir
+from edgematte.edge.cli import main
+from edgematte.edge.errors import EdgematteError
+from edgematte.edge.io import read_image, read_mask
+from edgematte.edge.runtime import load_model
+
+def fuzz(examples: int) -> settings:
+    """Derandomized (CI runs the same cases every time), no deadline, no example database on disk."""
+    return settings(max_examples=examples, derandomize=True, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def _png(h: int, w: int, channels: int, depth: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    dtype = np.uint16 if depth == 16 else np.uint8
+    shape = (h, w) if channels == 1 else (h, w, channels)
+    ok, buf = cv2.imencode(".png", rng.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype))
+    return buf.tobytes()
+
+
+def _jpeg(h: int, w: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    ok, buf = cv2.imencode(".jpg", rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8))
+    return buf.tobytes()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height, followed by a tiny (wrong) IDAT: a decompression-bomb shape."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+@st.composite
+def image_bytes(draw):
+    """Valid images of odd kinds (gray, 16-bit, RGBA, 1-pixel) and broken ones (cut, flipped bytes, junk, bombs)."""
+    kind = draw(st.sampled_from(["png", "jpeg", "cut", "flip", "junk", "empty", "bomb", "prefix"]))
+    seed = draw(st.integers(0, 10_000))
+    h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    if kind == "png":
+        return kind, _png(h, w, draw(st.sampled_from([1, 3, 4])), draw(st.sampled_from([8, 16])), seed)
+    if kind == "jpeg":
+        return kind, _jpeg(h, w, seed)
+    base = _png(h, w, 3, 8, seed) if draw(st.booleans()) else _jpeg(h, w, seed)
+    if kind == "cut":
+        return kind, base[: draw(st.integers(1, max(1, len(base) - 1)))]
+    if kind == "flip":
+        data = bytearray(base)
+        for _ in range(draw(st.integers(1, 8))):
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] ^= draw(st.integers(1, 255))
+        return kind, bytes(data)
+    if kind == "junk":
+        return kind, draw(st.binary(min_size=1, max_size=300))
+    if kind == "empty":
+        return kind, b""
+    if kind == "bomb":
+        return kind, _png_header(draw(st.integers(9000, 60000)), draw(st.integers(9000, 60000)))
+    return kind, base[:8] + draw(st.binary(min_size=0, max_size=64))  # a real signature, then junk
+
+
+def _check_one_line(error: BaseException, path: Path) -> None:
+    text = str(error)
+    assert isinstance(error, EdgematteError), repr(error)
+    assert "\n" not in text and str(path) in text, text
+
+
+@fuzz(500)
+@given(case=image_bytes())
+def test_image_loaders_never_crash(tmp_path_factory, case):
+    kind, data = case
+    path = tmp_path_factory.mktemp("img") / "input.png"
+    path.write_bytes(data)
+    for reader in (read_image, read_mask):
+        try:
+            out = reader(path, max_pixels=50_000_000)
+        except EdgematteError as error:
+            _check_one_line(error, path)
+            continue
+        assert out.size > 0 and out.ndim in (2, 3)
+        if reader is read_image:
+            assert out.dtype == np.uint8 and out.shape[2] == 3
+        else:
+            assert out.dtype == np.float32 and 0.0 <= out.min() <= out.max() <= 1.0
+    if kind in ("png", "jpeg"):
+        assert read_image(path).shape[:2] == cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
+
+
+@pytest.fixture(scope="module")
+def tiny_ir(tmp_path_factory):
+    return build_ir(tmp_path_factory.mktemp("ir"), size=(16, 16))
+
+
+@fuzz(300)
+@given(case=image_bytes())
+def test_cli_mask_on_bad_images(tmp_path_factory, capsys, tiny_ir, case):
+    kind, data = case
+    folder = tmp_path_factory.mktemp("cli")
+    src, out = folder / "photo.png", folder / "out"
+    src.write_bytes(data)
+    code = main(["mask", str(src), "-o", str(out), "-m", str(tiny_ir), "--no-progress"])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    written = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if code == 0:
+        assert written == ["photo.png"]
+        mask = cv2.imread(str(out / "photo.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.dtype == np.uint8 and mask.shape == read_image(src).shape[:2]
+    else:
+        assert code == 1 and written == []  # nothing half-written
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and "photo.png" in lines[0], captured.err
+
+
+@st.composite
+def model_files(draw):
+    """An IR pair with a cut, flipped, swapped or junk .xml/.bin, or a junk/cut .onnx."""
+    kind = draw(st.sampled_from(["cut_xml", "cut_bin", "flip_bin", "junk_xml", "swap_bin", "no_bin", "junk_onnx",
+                                 "empty_xml"]))
+    return kind, draw(st.integers(0, 10_000)), draw(st.floats(0.0, 1.0))
+
+
+@fuzz(300)
+@given(case=model_files())
+def test_model_loaders_never_crash(tmp_path_factory, case):
+    kind, seed, where = case
+    rng = np.random.default_rng(seed)
+    folder = tmp_path_factory.mktemp("model")
+    xml = build_ir(folder, name="m", size=(16, 16))
+    other = build_ir(folder / "other", name="m", size=(24, 8), task="trimap")
+    bin_path = xml.with_suffix(".bin")
+    target = xml
+    if kind == "cut_xml":
+        text = xml.read_bytes()
+        xml.write_bytes(text[: int(where * (len(text) - 1))])
+    elif kind == "cut_bin":
+        data = bin_path.read_bytes()
+        bin_path.write_bytes(data[: int(where * (len(data) - 1))])
+    elif kind == "flip_bin":
+        data = bytearray(bin_path.read_bytes())
+        data[int(where * (len(data) - 1))] ^= 0x5A
+        bin_path.write_bytes(bytes(data))
+    elif kind == "junk_xml":
+        xml.write_bytes(rng.integers(0, 256, size=int(1 + where * 400), dtype=np.uint8).tobytes())
+    elif kind == "swap_bin":
+        bin_path.write_bytes(other.with_suffix(".bin").read_bytes())
+    elif kind == "no_bin":
+        bin_path.unlink()
+    elif kind == "empty_xml":
+        xml.write_bytes(b"")
+    else:
+        target = folder / "m.onnx"
+        target.write_bytes(rng.integers(0, 256, size=int(1 + where * 400), dtype=np.uint8).tobytes())
+    with pytest.raises(EdgematteError) as info:
+        load_model(str(target))
+    _check_one_line(info.value, target)
+
+
+@fuzz(200)
+@given(device=st.one_of(st.sampled_from(["", "CUDA", "MYRIAD", "GPU.7", "HETERO:FOO,CPU", "cpu ", "NPU.9"]),
+                        st.text(min_size=1, max_size=12)))
+def test_unknown_devices_are_named(tiny_ir, device):
+    try:
+        predictor = load_model(str(tiny_ir), device=device)
+    except EdgematteError as error:
+        message = str(error)
+        assert "\n" not in message and "device" in message, message
+        name = device.strip()
+        if name and ":" not in name and "," not in name:  # a plain name is quoted back (escaped if unprintable)
+            assert (name if name.isprintable() else repr(name)[1:-1]) in message, message
+        return
+    image = np.zeros((8, 8, 3), np.uint8)
+    assert predictor.predict(image).shape == (8, 8)  # a device name OpenVINO accepted (e.g. "cpu " -> CPU)
