@@ -304,6 +304,12 @@ class ForeignPredictor(Predictor):
         x, size = self._prepare(bgr)
         return self.spec.postprocess(self.infer(x), size)
 
+    def prepare(self, bgr: np.ndarray) -> np.ndarray:
+        return self._prepare(bgr)[0]
+
+    def finish(self, raw: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+        return self.spec.postprocess(raw, size)
+
     def predict_many(self, images: Iterable[np.ndarray], nireq: int = 0) -> Iterator[np.ndarray]:
         """Predict a stream of images with `nireq` parallel requests (0: OpenVINO's optimal number), order kept."""
         queue = AsyncInferQueue(self._compiled, int(nireq)) if nireq else AsyncInferQueue(self._compiled)

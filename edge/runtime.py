@@ -115,6 +115,19 @@ class Predictor:
         for image in images:
             yield self.predict(image)
 
+    # The three stages of predict(), separately timeable (edgematte bench): finish(infer(prepare(bgr)), size).
+    def prepare(self, bgr: np.ndarray) -> Any:
+        """The network input for one BGR image (resize, layout, normalisation as the artifact needs)."""
+        return bgr
+
+    def infer(self, prepared: Any) -> Any:
+        """The raw network output for a prepared input (one synchronous inference)."""
+        return self.predict(prepared)
+
+    def finish(self, raw: Any, size: Tuple[int, int]) -> np.ndarray:
+        """The alpha at (H, W) from a raw output."""
+        return raw
+
     def __repr__(self) -> str:
         return "{}({!r}, task={}, device={})".format(type(self).__name__, self.source, self.card.task, self.device)
 
@@ -150,12 +163,19 @@ class OpenVINOPredictor(Predictor):
 
     def predict(self, bgr: np.ndarray) -> np.ndarray:
         """HxW float32 alpha in [0,1] at the image's size (HxWx3 probabilities for trimap)."""
-        tensor = to_network_input(bgr, self.card)
+        return self.finish(self.infer(self.prepare(bgr)), bgr.shape[:2])
+
+    def prepare(self, bgr: np.ndarray) -> np.ndarray:
+        return to_network_input(bgr, self.card)
+
+    def infer(self, prepared: np.ndarray) -> np.ndarray:
         if self._request is None:
             self._request = self.compiled.create_infer_request()
-        self._request.infer({0: tensor})
-        output = self._request.get_output_tensor(0).data
-        return from_network_output(output, self.card, bgr.shape[:2])
+        self._request.infer({0: prepared})
+        return self._request.get_output_tensor(0).data
+
+    def finish(self, raw: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+        return from_network_output(raw, self.card, size)
 
     def optimal_requests(self) -> int:
         """The device's optimal number of parallel infer requests (1 when it does not say)."""

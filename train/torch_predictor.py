@@ -77,6 +77,21 @@ class TorchPredictor(Predictor):
         """HxW float32 alpha in [0,1] at the image's size (HxWx3 probabilities for a trimap model)."""
         return self._run([bgr])[0]
 
+    def prepare(self, bgr: np.ndarray) -> torch.Tensor:
+        return self._tensor([bgr])
+
+    @torch.no_grad()
+    def infer(self, prepared: torch.Tensor) -> torch.Tensor:
+        out = self.model.deploy_forward(prepared).float()
+        if out.is_cuda:
+            torch.cuda.synchronize()
+        return out
+
+    @torch.no_grad()
+    def finish(self, raw: torch.Tensor, size: Any) -> np.ndarray:
+        y = F.interpolate(raw[:1], size=tuple(size), mode="bilinear", align_corners=False)[0].clamp(0, 1).cpu().numpy()
+        return np.ascontiguousarray(y[0] if y.shape[0] == 1 else y.transpose(1, 2, 0))
+
     def predict_many(self, images: Iterable[np.ndarray], nireq: int = 0) -> Iterator[np.ndarray]:
         """Predict a stream in batches of `nireq` (default: the predictor's batch), order kept."""
         size = nireq if nireq > 0 else self.batch

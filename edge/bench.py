@@ -1,0 +1,393 @@
+"""`edgematte bench`: models x devices side by side in one run, interleaved, with ratios to the first row.
+
+Per row: load time, first inference, latency (median/mean/min/max/percentile of synchronous inferences on a
+prepared input, rounds interleaved across rows with the order rotated, so that load from other processes falls on
+every row alike), async throughput with `nireq` requests, file size, resident memory after loading, and with
+--data the split of preprocessing / inference / postprocessing on real images plus the quality metrics of
+`edgematte eval` when the images have masks. Knobs follow OpenVINO's benchmark_app: -d, --hint, --nireq, --niter
+or -t. Rows: IRs, ONNX files, zoo names, kit checkpoints (PyTorch), foreign models as PATH@SPEC, and with
+--vs onnxruntime an ONNX Runtime row for every ONNX model.
+"""
+import csv
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import DeviceError, InputError, ModelFileError
+from .io import atomic_path, read_image, write_text
+
+HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+
+
+def _rss_mb() -> float:
+    """This process's resident memory in MB (Linux /proc; 0 where unknown)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def _files_mb(path: str) -> float:
+    p = Path(path)
+    if p.suffix.lower() == ".xml" and p.with_suffix(".bin").is_file():
+        return (p.stat().st_size + p.with_suffix(".bin").stat().st_size) / 1e6
+    return p.stat().st_size / 1e6 if p.is_file() else 0.0
+
+
+class OrtPredictor:
+    """An ONNX file run by ONNX Runtime (CPU, or CUDA execution provider), fed as its card says."""
+
+    def __init__(self, path: str, device: str = "CPU", threads: int = 0) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise InputError("--vs onnxruntime needs the onnxruntime package (pip install onnxruntime)") from None
+        from .runtime import _onnx_card, Core
+
+        providers = {"CPU": ["CPUExecutionProvider"], "CUDA": ["CUDAExecutionProvider"]}.get(device.upper())
+        if providers is None or providers[0] not in ort.get_available_providers():
+            raise DeviceError("device {}: not available to ONNX Runtime here (providers: {})".format(
+                device, ", ".join(ort.get_available_providers())))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.card = _onnx_card(Core().read_model(path), path)
+        if self.card is None:
+            raise ModelFileError("{}: carries no edgematte model card".format(path))
+        self.session = ort.InferenceSession(path, options, providers=providers)
+        self.name = self.session.get_inputs()[0].name
+        self.source, self.device = path, device
+
+    def prepare(self, bgr: np.ndarray) -> np.ndarray:
+        from .runtime import to_network_input
+
+        return to_network_input(bgr, self.card)
+
+    def infer(self, prepared: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.name: prepared})[0]
+
+    def finish(self, raw: np.ndarray, size: Any) -> np.ndarray:
+        from .runtime import from_network_output
+
+        return from_network_output(raw, self.card, size)
+
+    def predict(self, bgr: np.ndarray) -> np.ndarray:
+        return self.finish(self.infer(self.prepare(bgr)), bgr.shape[:2])
+
+    def predict_many(self, images: Any, nireq: int = 0) -> Any:
+        for image in images:
+            yield self.predict(image)
+
+
+class Row:
+    """One model on one device through one backend, and what was measured of it."""
+
+    def __init__(self, label: str, model: str, device: str, backend: str, make: Callable[[], Any]) -> None:
+        self.label, self.model, self.device, self.backend = label, model, device, backend
+        self.make = make
+        self.predictor = None  # type: Any
+        self.prepared = None  # type: Any
+        self.times = []  # type: List[float]
+        self.result = {"label": label, "model": model, "device": device, "backend": backend}  # type: Dict[str, Any]
+
+    def load(self, image: np.ndarray) -> None:
+        before, start = _rss_mb(), time.perf_counter()
+        self.predictor = self.make()
+        self.result["load_s"] = round(time.perf_counter() - start, 3)
+        start = time.perf_counter()
+        self.prepared = self.predictor.prepare(image)
+        self.predictor.infer(self.prepared)
+        self.result["first_ms"] = round((time.perf_counter() - start) * 1e3, 2)
+        self.result["rss_delta_mb"] = round(_rss_mb() - before, 1)
+        source = str(getattr(self.predictor, "source", "") or self.model.split("@")[0])
+        self.result["size_mb"] = round(_files_mb(source), 2) if os.path.isfile(source) else None
+        card = self.predictor.card
+        self.result.update({"precision": card.precision, "input_size": list(card.input_size), "task": card.task})
+
+    def once(self) -> None:
+        start = time.perf_counter()
+        self.predictor.infer(self.prepared)
+        self.times.append((time.perf_counter() - start) * 1e3)
+
+
+def _stats(times: Sequence[float], percentile: int) -> Dict[str, float]:
+    ordered = sorted(times)
+    return {"median_ms": round(statistics.median(ordered), 3), "mean_ms": round(statistics.mean(ordered), 3),
+            "min_ms": round(ordered[0], 3), "max_ms": round(ordered[-1], 3),
+            "p{}_ms".format(percentile): round(float(np.percentile(ordered, percentile)), 3), "count": len(ordered)}
+
+
+def _ov_config(hint: str, threads: int) -> Dict[str, str]:
+    config = {"PERFORMANCE_HINT": HINTS[hint]}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(int(threads))
+    return config
+
+
+def build_rows(models: Sequence[str], devices: Sequence[str], vs: Sequence[str] = (), hint: str = "latency",
+               threads: int = 0) -> List[Row]:
+    """The rows to measure: every MODEL on every device, plus --vs backends; PATH@SPEC is a foreign model."""
+    from .foreign import ForeignPredictor, load_spec
+    from .runtime import load_model
+
+    rows = []  # type: List[Row]
+    for model in models:
+        path, _, spec = model.partition("@")
+        suffix = Path(path).suffix.lower()
+        for device in devices:
+            label = "{} [{}]".format(Path(path).stem if suffix else path, device)
+            if spec:
+                rows.append(Row(label, model, device, "openvino", lambda p=path, s=spec, d=device: ForeignPredictor(
+                    p, load_spec(s), device=d, config=_ov_config(hint, threads))))
+            elif suffix in (".xml", ".onnx", "") and device.upper() != "CUDA":
+                rows.append(Row(label, model, device, "openvino", lambda p=path, d=device: load_model(
+                    p, device=d, config=_ov_config(hint, threads))))
+            elif suffix not in (".xml", ".onnx", ""):  # a plugin file, e.g. a kit checkpoint run by PyTorch
+                rows.append(Row(label + " torch", model, device, "torch", lambda p=path, d=device: load_model(
+                    p, device=d)))
+            if suffix == ".onnx" and "onnxruntime" in vs:
+                rows.append(Row(label + " ort", model, device, "onnxruntime",
+                                lambda p=path, d=device: OrtPredictor(p, d, threads)))
+    if not rows:
+        raise InputError("bench: nothing to measure (an IR runs on OpenVINO devices; CUDA takes .onnx with "
+                         "--vs onnxruntime or a checkpoint)")
+    return rows
+
+
+def _data_images(data: str, limit: int) -> List[Any]:
+    """(image, mask or None) pairs from a dataset folder (masks when its layout has them), the first `limit`."""
+    from .datasets import find_pairs, read_pair
+
+    try:
+        pairs = find_pairs(data)[:limit]
+        return [read_pair(p) for p in pairs]
+    except InputError:
+        files = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:limit]
+        if not files:
+            raise InputError("{}: no images to benchmark on".format(data)) from None
+        return [(read_image(str(p)), None) for p in files]
+
+
+def bench(models: Sequence[str], devices: Sequence[str] = ("CPU",), vs: Sequence[str] = (), hint: str = "latency",
+          nireq: int = 0, niter: int = 50, seconds: float = 0.0, data: Optional[str] = None, data_limit: int = 50,
+          percentile: int = 90, threads: int = 0, warmup: int = 3) -> Dict[str, Any]:
+    """Measure every row in one run (interleaved) and return {"rows": [...], "settings": {...}}."""
+    rows = build_rows(models, devices, vs, hint, threads)
+    probe = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    for row in rows:
+        row.load(probe)
+        for _ in range(warmup):
+            row.once()
+        row.times.clear()
+    rounds, started = 0, time.perf_counter()
+    while True:  # interleaved: one inference of every row per round, order rotated
+        order = rows[rounds % len(rows):] + rows[:rounds % len(rows)]
+        for row in order:
+            row.once()
+        rounds += 1
+        if (seconds and time.perf_counter() - started >= seconds) or (not seconds and rounds >= niter):
+            break
+    pairs = _data_images(data, data_limit) if data else []
+    for row in rows:
+        row.result["latency"] = _stats(row.times, percentile)
+        row.result["throughput_fps"] = _throughput(row, probe, nireq, max(8, min(64, niter)))
+        if pairs:
+            row.result["end_to_end"] = _end_to_end(row, pairs)
+            if all(mask is not None for _, mask in pairs):
+                row.result["quality"] = _quality(row, pairs)
+    base = rows[0].result["latency"]["median_ms"]
+    for row in rows:
+        row.result["ratio_to_first"] = round(row.result["latency"]["median_ms"] / base, 3) if base else None
+    return {"rows": [r.result for r in rows],
+            "settings": {"devices": list(devices), "hint": hint, "nireq": nireq, "rounds": rounds, "warmup": warmup,
+                         "percentile": percentile, "threads": threads, "data": data, "data_images": len(pairs),
+                         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}}
+
+
+def _throughput(row: Row, image: np.ndarray, nireq: int, count: int) -> float:
+    """Frames per second of predict_many over `count` copies of the probe image (async where the backend is)."""
+    start = time.perf_counter()
+    for _ in row.predictor.predict_many((image for _ in range(count)), nireq=nireq):
+        pass
+    return round(count / (time.perf_counter() - start), 2)
+
+
+def _end_to_end(row: Row, pairs: Sequence[Any]) -> Dict[str, float]:
+    """Median ms of prepare / infer / finish and their sum over the real images."""
+    parts = {"preprocess_ms": [], "inference_ms": [], "postprocess_ms": [], "total_ms": []}  # type: Dict[str, List[float]]
+    for image, _ in pairs:
+        t0 = time.perf_counter()
+        x = row.predictor.prepare(image)
+        t1 = time.perf_counter()
+        raw = row.predictor.infer(x)
+        t2 = time.perf_counter()
+        row.predictor.finish(raw, image.shape[:2])
+        t3 = time.perf_counter()
+        for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
+            parts[key].append(value * 1e3)
+    return {key: round(statistics.median(values), 3) for key, values in parts.items()}
+
+
+def _quality(row: Row, pairs: Sequence[Any]) -> Dict[str, float]:
+    """Mean IoU, boundary IoU and MAE on the images with masks (the numbers of `edgematte eval`)."""
+    from .evaluate import alpha_of, score
+
+    records = [score(alpha_of(np.asarray(row.predictor.predict(image), np.float32)), mask, False)
+               for image, mask in pairs]
+    return {key: round(float(np.mean([r[key] for r in records])), 4) for key in ("iou", "boundary_iou", "mae")}
+
+
+# -- output --------------------------------------------------------------------------------------
+def table(report: Dict[str, Any]) -> str:
+    """The rows as a text table, ratios to the first row."""
+    rows = report["rows"]
+    pct = "p{}".format(report["settings"]["percentile"])
+    header = ["model", "backend", "prec", "size MB", "load s", "first ms", "median ms", "mean", "min", "max", pct,
+              "x first", "fps"]
+    has_e2e = any("end_to_end" in r for r in rows)
+    has_q = any("quality" in r for r in rows)
+    if has_e2e:
+        header += ["pre ms", "infer ms", "post ms", "e2e ms"]
+    if has_q:
+        header += ["IoU", "BIoU", "MAE"]
+    lines = [header]
+    for r in rows:
+        lat = r["latency"]
+        cells = [r["label"], r["backend"], str(r.get("precision", "")), _fmt(r.get("size_mb")), _fmt(r["load_s"]),
+                 _fmt(r["first_ms"]), _fmt(lat["median_ms"]), _fmt(lat["mean_ms"]), _fmt(lat["min_ms"]),
+                 _fmt(lat["max_ms"]), _fmt(lat[pct + "_ms"]), _fmt(r["ratio_to_first"]), _fmt(r["throughput_fps"])]
+        if has_e2e:
+            e = r.get("end_to_end", {})
+            cells += [_fmt(e.get(k)) for k in ("preprocess_ms", "inference_ms", "postprocess_ms", "total_ms")]
+        if has_q:
+            q = r.get("quality", {})
+            cells += [_fmt(q.get(k), 4) for k in ("iou", "boundary_iou", "mae")]
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+            for line in lines]
+    text.insert(1, "-" * len(text[0]))
+    return "\n".join(text)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "{:.{}f}".format(value, digits)
+    return str(value)
+
+
+def write_csv(report: Dict[str, Any], path: str) -> None:
+    """One flat CSV row per bench row (nested fields joined with '.')."""
+    flat = []
+    for row in report["rows"]:
+        item = {}  # type: Dict[str, Any]
+        for key, value in row.items():
+            if isinstance(value, dict):
+                item.update({"{}.{}".format(key, k): v for k, v in value.items()})
+            elif isinstance(value, list):
+                item[key] = "x".join(str(v) for v in value)
+            else:
+                item[key] = value
+        flat.append(item)
+    fields = []  # type: List[str]
+    for item in flat:
+        fields += [k for k in item if k not in fields]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(flat)
+
+
+def write_plot(report: Dict[str, Any], path: str) -> None:
+    """A PNG scatter plot drawn with OpenCV: median latency (x) against IoU (y, when measured) or row index."""
+    import cv2
+
+    rows = report["rows"]
+    width, height, margin = 900, 560, 80
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    xs = [r["latency"]["median_ms"] for r in rows]
+    quality = all("quality" in r for r in rows)
+    ys = [r["quality"]["iou"] for r in rows] if quality else list(range(len(rows)))
+    x_lo, x_hi = 0.0, max(xs) * 1.1
+    y_lo, y_hi = (min(ys) - 0.05, max(ys) + 0.05) if quality else (-1, len(rows))
+    to_px = lambda x, y: (int(margin + (x - x_lo) / (x_hi - x_lo) * (width - 2 * margin)),  # noqa: E731
+                          int(height - margin - (y - y_lo) / ((y_hi - y_lo) or 1) * (height - 2 * margin)))
+    cv2.line(canvas, (margin, height - margin), (width - margin, height - margin), (0, 0, 0), 1)
+    cv2.line(canvas, (margin, margin), (margin, height - margin), (0, 0, 0), 1)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(canvas, "median latency (ms), 0 .. {:.1f}".format(x_hi), (margin, height - 30), font, 0.5, (0, 0, 0), 1)
+    cv2.putText(canvas, "IoU" if quality else "row", (10, margin - 20), font, 0.5, (0, 0, 0), 1)
+    if quality:
+        for value in (y_lo, y_hi):
+            cv2.putText(canvas, "{:.2f}".format(value), (5, to_px(0, value)[1]), font, 0.4, (0, 0, 0), 1)
+    for i, (x, y, row) in enumerate(zip(xs, ys, rows)):
+        point = to_px(x, y)
+        colour = (int(200 * (i % 3 == 0)), int(150 * (i % 3 == 1)), int(200 * (i % 3 == 2)))
+        cv2.circle(canvas, point, 6, colour, -1)
+        cv2.putText(canvas, "{} {:.1f} ms".format(row["label"][:40], x), (point[0] + 8, point[1] - 8), font, 0.4,
+                    colour, 1)
+    ok, buffer = cv2.imencode(".png", canvas)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.tobytes())
+
+
+def register(subparsers: Any) -> None:
+    """Add the `bench` verb."""
+    import argparse
+
+    p = subparsers.add_parser("bench", help="measure models side by side (latency, throughput, quality)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="IR .xml, .onnx, zoo name, kit checkpoint (.pt, needs torch), or FOREIGN@SPEC")
+    p.add_argument("-d", "--device", default="CPU", help="comma-separated devices (default CPU)")
+    p.add_argument("--hint", choices=sorted(HINTS), default="latency", help="OpenVINO performance hint")
+    p.add_argument("--nireq", type=int, default=0, help="requests in flight for the throughput run (0: optimal)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--niter", type=int, default=50, help="interleaved rounds (default 50)")
+    group.add_argument("-t", "--time", type=float, default=0.0, metavar="SECONDS", help="run rounds for this long")
+    p.add_argument("--threads", type=int, default=0, help="inference threads for every backend (0: its default)")
+    p.add_argument("--percentile", type=int, default=90, help="latency percentile to report (default 90)")
+    p.add_argument("--data", metavar="DIR", help="real images (with masks: quality too) for the end-to-end split")
+    p.add_argument("--data-limit", type=int, default=50, metavar="N", help="images of --data to use (default 50)")
+    p.add_argument("--vs", default="", metavar="LIST", help="extra backends: onnxruntime (for .onnx models)")
+    p.add_argument("--json", metavar="FILE", help="write the full report as JSON")
+    p.add_argument("--csv", metavar="FILE", help="write one CSV row per model and device")
+    p.add_argument("--plot", metavar="FILE.png", help="draw latency against quality (or per row) as a PNG")
+    p.set_defaults(func=run)
+
+
+def run(args: Any) -> int:
+    if args.niter < 1 or args.time < 0:
+        raise InputError("--niter must be at least 1 and --time positive")
+    vs = [v.strip().lower() for v in args.vs.split(",") if v.strip()]
+    unknown = [v for v in vs if v not in ("onnxruntime",)]
+    if unknown:
+        raise InputError("--vs: unknown backend {} (known: onnxruntime; checkpoints run on torch)".format(unknown[0]))
+    report = bench(args.models, [d.strip() for d in args.device.split(",") if d.strip()], vs, args.hint, args.nireq,
+                   args.niter, args.time, args.data, args.data_limit, args.percentile, args.threads)
+    print(table(report))
+    print("rounds {} interleaved, ratios are median latency over the first row's; load average {}".format(
+        report["settings"]["rounds"], report["settings"]["loadavg"]))
+    if args.json:
+        write_text(args.json, json.dumps(report, indent=1) + "\n")
+    if args.csv:
+        write_csv(report, args.csv)
+    if args.plot:
+        write_plot(report, args.plot)
+    return 0
+
+
+__all__ = ["bench", "build_rows", "table", "write_csv", "write_plot", "OrtPredictor", "register"]

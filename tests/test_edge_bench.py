@@ -1,0 +1,65 @@
+"""`edgematte bench`: the structure of its table, JSON, CSV and plot on tiny models (never timings)."""
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_tiny import build_ir, build_onnx
+from test_data_layouts import make_pairs_dataset
+from edgematte.edge.bench import bench, build_rows
+from edgematte.edge.cli import main
+from edgematte.edge.errors import EdgematteError
+
+
+def test_rows_measured_side_by_side(tmp_path, capsys):
+    a = build_ir(tmp_path / "a", name="alpha_a", size=(32, 32))
+    b = build_ir(tmp_path / "b", name="alpha_b", size=(48, 64))
+    data = make_pairs_dataset(tmp_path / "data", n=4, size=(40, 50))
+    out = tmp_path / "report"
+    code = main(["bench", str(a), str(b), "--niter", "7", "--data", str(data), "--json", str(out) + ".json",
+                 "--csv", str(out) + ".csv", "--plot", str(out) + ".png", "--nireq", "2"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "alpha_a [CPU]" in printed and "x first" in printed and "IoU" in printed and "e2e ms" in printed
+    report = json.loads((tmp_path / "report.json").read_text())
+    rows = report["rows"]
+    assert [r["label"] for r in rows] == ["alpha_a [CPU]", "alpha_b [CPU]"] and report["settings"]["rounds"] == 7
+    for row in rows:
+        lat = row["latency"]
+        assert lat["count"] == 7 and lat["min_ms"] <= lat["median_ms"] <= lat["max_ms"] and lat["p90_ms"] > 0
+        assert row["throughput_fps"] > 0 and row["size_mb"] > 0 and row["precision"] == "FP32"
+        assert set(row["end_to_end"]) == {"preprocess_ms", "inference_ms", "postprocess_ms", "total_ms"}
+        assert 0 <= row["quality"]["iou"] <= 1 and 0 <= row["quality"]["mae"] <= 1
+    assert rows[0]["ratio_to_first"] == 1.0
+    with open(str(tmp_path / "report.csv")) as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == 2 and "latency.median_ms" in table[0] and "quality.iou" in table[0]
+    plot = cv2.imread(str(tmp_path / "report.png"))
+    assert plot is not None and plot.shape[2] == 3 and plot.std() > 1
+
+
+def test_onnxruntime_row_and_time_budget(tmp_path):
+    pytest.importorskip("onnxruntime")
+    onnx = build_onnx(tmp_path, name="tiny", size=(32, 40))
+    report = bench([str(onnx)], vs=["onnxruntime"], seconds=0.2)
+    backends = [r["backend"] for r in report["rows"]]
+    assert backends == ["openvino", "onnxruntime"] and report["settings"]["rounds"] >= 1
+    image = np.full((32, 40, 3), 200, np.uint8)
+    rows = build_rows([str(onnx)], ["CPU"], ["onnxruntime"])
+    for row in rows:
+        row.load(image)
+    a, b = (row.predictor.predict(image) for row in rows)
+    assert np.abs(a - b).max() < 1e-4  # the same ONNX file through OpenVINO and ONNX Runtime
+
+
+def test_bad_requests_are_one_line(tmp_path, capsys):
+    a = build_ir(tmp_path, size=(16, 16))
+    for argv, text in ((["bench", str(a), "-d", "NOPE"], "NOPE"), (["bench", str(a), "--vs", "tensorrt"], "tensorrt"),
+                       (["bench", str(tmp_path / "none.xml")], "none.xml"), (["bench", str(a), "--niter", "0"], "niter")):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and text in err[0], err
+    with pytest.raises(EdgematteError, match="nothing to measure"):
+        build_rows([str(a)], ["CUDA"])
