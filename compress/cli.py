@@ -2,7 +2,7 @@
 import argparse
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 EPILOG = """\
 MODEL is an IR written by `edgematte export` (FP32 or FP16 weights; its model card is read from rt_info).

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import DeviceError, InputError, ModelFileError
+from .errors import InputError
 from .io import atomic_path, read_image, write_text
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
@@ -43,49 +43,30 @@ def _files_mb(path: str) -> float:
     return p.stat().st_size / 1e6 if p.is_file() else 0.0
 
 
-class OrtPredictor:
-    """An ONNX file run by ONNX Runtime (CPU, or CUDA execution provider), fed as its card says."""
+# Extra backends (--vs NAME) come from the `edgematte.backends` entry-point group, so that the edge runtime never
+# imports onnxruntime or torch itself: export/ort_predictor.py registers "onnxruntime".
+BACKEND_GROUP = "edgematte.backends"
+_BACKENDS = {}  # type: Dict[str, Callable[..., Any]]
 
-    def __init__(self, path: str, device: str = "CPU", threads: int = 0) -> None:
+
+def register_backend(name: str, factory: Callable[..., Any]) -> None:
+    """Let `--vs NAME` add rows made by factory(path, device, threads) for .onnx models."""
+    _BACKENDS[name] = factory
+
+
+def backend(name: str) -> Callable[..., Any]:
+    """The factory of backend `name`, loading its entry point on first use; InputError when unavailable."""
+    from .cli import iter_entry_points
+
+    points = {ep.name: ep for ep in iter_entry_points(BACKEND_GROUP)}
+    if name not in _BACKENDS and name in points:
         try:
-            import onnxruntime as ort
-        except ImportError:
-            raise InputError("--vs onnxruntime needs the onnxruntime package (pip install onnxruntime)") from None
-        from .runtime import _onnx_card, Core
-
-        providers = {"CPU": ["CPUExecutionProvider"], "CUDA": ["CUDAExecutionProvider"]}.get(device.upper())
-        if providers is None or providers[0] not in ort.get_available_providers():
-            raise DeviceError("device {}: not available to ONNX Runtime here (providers: {})".format(
-                device, ", ".join(ort.get_available_providers())))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        self.card = _onnx_card(Core().read_model(path), path)
-        if self.card is None:
-            raise ModelFileError("{}: carries no edgematte model card".format(path))
-        self.session = ort.InferenceSession(path, options, providers=providers)
-        self.name = self.session.get_inputs()[0].name
-        self.source, self.device = path, device
-
-    def prepare(self, bgr: np.ndarray) -> np.ndarray:
-        from .runtime import to_network_input
-
-        return to_network_input(bgr, self.card)
-
-    def infer(self, prepared: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.name: prepared})[0]
-
-    def finish(self, raw: np.ndarray, size: Any) -> np.ndarray:
-        from .runtime import from_network_output
-
-        return from_network_output(raw, self.card, size)
-
-    def predict(self, bgr: np.ndarray) -> np.ndarray:
-        return self.finish(self.infer(self.prepare(bgr)), bgr.shape[:2])
-
-    def predict_many(self, images: Any, nireq: int = 0) -> Any:
-        for image in images:
-            yield self.predict(image)
+            points[name].load()()
+        except ImportError as exc:
+            raise InputError("--vs {}: its package is not installed ({})".format(name, exc)) from None
+    if name not in _BACKENDS:
+        raise InputError("--vs: unknown backend {} (installed: {})".format(name, ", ".join(sorted(points)) or "none"))
+    return _BACKENDS[name]
 
 
 class Row:
@@ -154,9 +135,10 @@ def build_rows(models: Sequence[str], devices: Sequence[str], vs: Sequence[str] 
             elif suffix not in (".xml", ".onnx", ""):  # a plugin file, e.g. a kit checkpoint run by PyTorch
                 rows.append(Row(label + " torch", model, device, "torch", lambda p=path, d=device: load_model(
                     p, device=d)))
-            if suffix == ".onnx" and "onnxruntime" in vs:
-                rows.append(Row(label + " ort", model, device, "onnxruntime",
-                                lambda p=path, d=device: OrtPredictor(p, d, threads)))
+            for name in vs:
+                if suffix == ".onnx":
+                    rows.append(Row("{} {}".format(label, name), model, device, name,
+                                    lambda p=path, d=device, f=backend(name): f(p, d, threads)))
     if not rows:
         raise InputError("bench: nothing to measure (an IR runs on OpenVINO devices; CUDA takes .onnx with "
                          "--vs onnxruntime or a checkpoint)")
@@ -373,9 +355,8 @@ def run(args: Any) -> int:
     if args.niter < 1 or args.time < 0:
         raise InputError("--niter must be at least 1 and --time positive")
     vs = [v.strip().lower() for v in args.vs.split(",") if v.strip()]
-    unknown = [v for v in vs if v not in ("onnxruntime",)]
-    if unknown:
-        raise InputError("--vs: unknown backend {} (known: onnxruntime; checkpoints run on torch)".format(unknown[0]))
+    for name in vs:
+        backend(name)  # an unknown or uninstalled backend fails before anything is measured
     report = bench(args.models, [d.strip() for d in args.device.split(",") if d.strip()], vs, args.hint, args.nireq,
                    args.niter, args.time, args.data, args.data_limit, args.percentile, args.threads)
     print(table(report))
@@ -390,4 +371,4 @@ def run(args: Any) -> int:
     return 0
 
 
-__all__ = ["bench", "build_rows", "table", "write_csv", "write_plot", "OrtPredictor", "register"]
+__all__ = ["bench", "build_rows", "table", "write_csv", "write_plot", "register_backend", "backend", "register"]

@@ -20,7 +20,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import cv2
 import numpy as np

@@ -3,7 +3,6 @@ a non-zero exit, no traceback, no half-written output, or (for inputs that are i
 
 Four properties, 1,300 generated inputs in all (hypothesis, derandomized so CI runs the same cases every time).
 """
-import io
 import zlib
 from pathlib import Path
 

@@ -7,7 +7,7 @@ usage: python -m edgematte.train.recipes.throughput [--models u2netp modnet] [--
 import argparse
 import json
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
