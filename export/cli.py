@@ -57,6 +57,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--image-count", type=int, default=8, metavar="N", help="parity images to use (default 8)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help="ONNX opset (default {}; lower ones are down-converted, which can fail)".format(DEFAULT_OPSET))
+    p.add_argument("--target", choices=("ncs2",), default=None,
+                   help="also write NAME_ncs2.xml for the NCS2 (MYRIAD, OpenVINO 2022.3): FP16, static, batch 1, "
+                        "newer ops rewritten to opset10, checked by the same lint as `edgematte check-ncs2`")
     p.add_argument("--torch-fp16", choices=("emulate", "half"), default="emulate",
                    help="how the PyTorch FP16-activation check runs: emulate (round weights and every op output to "
                         "FP16, FP32 speed; default) or half (model.half(), real FP16 kernels, 15-30x slower on CPU)")
@@ -110,6 +113,6 @@ def run(args: argparse.Namespace) -> int:
     report = export_model(args.source, args.out, formats=args.format, precisions=args.precision, size=args.size,
                           dynamic=args.dynamic, untrained=args.untrained, images=args.images,
                           image_count=args.image_count, opset=args.opset,
-                          torch_fp16=args.torch_fp16, verbose=True)
+                          torch_fp16=args.torch_fp16, target=args.target, verbose=True)
     print("report: {}/{}".format(args.out.rstrip("/"), REPORT_NAME))
     return 0

@@ -3,13 +3,20 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from edgematte.edge._ov import Core, Layout, PrePostProcessor, ColorFormat, Type, ov
 from edgematte.edge.card import ModelCard, save_ir
 from edgematte.edge.errors import ModelFileError
 
+from edgematte.edge.ncs2 import lint_model
+
 from .cards import ir_card
+from .targets import for_ncs2
+
+
+class NCS2UnfitError(ModelFileError):
+    """An IR for the NCS2 target still holds what MYRIAD cannot run."""
 
 
 class BatchNormLeftError(ModelFileError):
@@ -48,8 +55,12 @@ def op_histogram(model: Any) -> Dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def export_ir(onnx_path: str, xml_path: str, card: ModelCard, precision: str = "fp32") -> Dict[str, Any]:
+def export_ir(onnx_path: str, xml_path: str, card: ModelCard, precision: str = "fp32",
+              target: Optional[str] = None) -> Dict[str, Any]:
     """Convert `onnx_path` to an IR pair at `xml_path` (+ .bin), atomically; returns what was measured.
+
+    target "ncs2": FP16 only, ops rewritten to opset10 (export/targets.py), and the saved IR must pass the NCS2
+    lint (edge/ncs2.py) or nothing is written (NCS2UnfitError naming every finding).
 
     weights_sha256 in the card is the sha256 of the final .bin: the IR is saved once, the .bin hashed, the card set,
     and saved again; the second .bin must be byte-identical (the card lives in the .xml only).
@@ -60,6 +71,15 @@ def export_ir(onnx_path: str, xml_path: str, card: ModelCard, precision: str = "
     card = ir_card(card, precision)
     compress = precision == "fp16"
     model = add_preprocessing(ov.convert_model(str(onnx_path)), card)
+    rewrites = {}  # type: Dict[str, int]
+    if target == "ncs2":
+        if precision != "fp16":
+            raise ValueError("the ncs2 target is FP16 only")
+        rewrites = for_ncs2(model)
+        card.notes = (card.notes + "; " if card.notes else "") + "NCS2 target: opset10 ops ({})".format(
+            ", ".join("{} x{}".format(k, v) for k, v in sorted(rewrites.items())) or "nothing to rewrite")
+    elif target is not None:
+        raise ValueError("unknown target {!r} (known: ncs2)".format(target))
     converted_bn = batchnorm_ops(model)
     xml.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix="." + xml.stem + ".", suffix=".tmp", dir=str(xml.parent))
@@ -71,6 +91,11 @@ def export_ir(onnx_path: str, xml_path: str, card: ModelCard, precision: str = "
         if left:
             raise BatchNormLeftError("{}: {} BatchNorm op(s) remain in the IR".format(xml_path, left))
         ops = op_histogram(saved)
+        if target == "ncs2":
+            findings = lint_model(saved)
+            if findings:
+                raise NCS2UnfitError("{}: not fit for NCS2 after rewriting: {}".format(xml_path, "; ".join(
+                    "{} {} ({})".format(f["type"], f["op"], f["detail"]) for f in findings[:5])))
         os.replace(str(staged.with_suffix(".bin")), str(xml.with_suffix(".bin")))  # .bin first, .xml last
         os.replace(str(staged), str(xml))
     finally:
@@ -84,6 +109,8 @@ def export_ir(onnx_path: str, xml_path: str, card: ModelCard, precision: str = "
         "xml_bytes": xml.stat().st_size,
         "bin_bytes": xml.with_suffix(".bin").stat().st_size,
         "weights_sha256": card.weights_sha256,
+        "target": target,
+        "rewrites": rewrites,
         "card": card,
     }
 
