@@ -8,6 +8,7 @@ import fnmatch
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -51,7 +52,7 @@ def ship(checkpoint: str, name: str, val: str, zoo: Optional[str] = None, work: 
         pairs = [p for p in pairs if any(fnmatch.fnmatchcase(p.stem, g) for g in val_filter)]
     evaluations = {}
     for precision_name, xml in irs.items():
-        result = evaluate(load_model(xml), pairs, progress=verbose, data=val)
+        result = evaluate(load_model(xml), pairs, progress=verbose and sys.stderr.isatty(), data=val)
         result.model = "{} {}".format(name, precision_name.upper())
         evaluations[precision_name] = result
     if verbose:

@@ -130,6 +130,11 @@ def test_video_mask_and_cutout(tmp_path: Path, model: Path, capsys) -> None:
 
 
 def test_default_zoo_model(tmp_path: Path, model: Path, inputs: Path, monkeypatch, capsys) -> None:
+    from edgematte.edge import zoo
+
+    empty = tmp_path / "empty_zoo"
+    empty.mkdir()
+    monkeypatch.setattr(zoo, "PACKAGE_DIR", empty)  # independent of what the package ships
     monkeypatch.setenv("EDGEMATTE_ZOO", str(tmp_path / "zoo"))
     assert main(["mask", str(inputs), "-o", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip().splitlines()

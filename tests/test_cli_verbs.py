@@ -139,7 +139,8 @@ def test_default_zoo_model_per_verb(tiny: Path, tmp_path: Path, run, monkeypatch
     monkeypatch.chdir(tmp_path)
     code, _, err = run("mask", src, "-o", tmp_path / "out")
     assert (code, err) == (0, "")
-    code, _, err = run("blur", src, "-o", tmp_path / "out2")  # blur's default is 'portrait', still absent
+    monkeypatch.setitem(DEFAULT_MODEL, "blur", "portrait")  # a verb whose default is not installed
+    code, _, err = run("blur", src, "-o", tmp_path / "out2")
     assert code == 1 and "'portrait'" in err
 
 
