@@ -13,8 +13,13 @@ Writes into DIR:
   NAME_int8.xml/.bin       the INT8 IR (FakeQuantize ops; the card says INT8 and records the lineage)
   quantize_report.json     calibration count, file sizes, agreement with the source IR on calibration images
 
-example:
+With --max-drop D --val DIR, nncf.quantize_with_accuracy_control keeps the score 1 - MAE (foreground map vs
+ground truth at the network's size) within D of the source IR's on DIR, reverting quantizers to floating point
+where needed; the report gives both scores.
+
+examples:
   edgematte quantize out/sod/sod_fp32.xml -o out/sod --subset 300
+  edgematte quantize out/sod/sod_fp32.xml -o out/sod --max-drop 0.005 --val data/duts-te-val --val-limit 100
 """
 
 REPORT_NAME = "quantize_report.json"
@@ -38,6 +43,13 @@ def register(subparsers: Any) -> None:
                    help="op names kept in floating point; prefix a regular expression with re:")
     p.add_argument("--no-fast-bias-correction", dest="fast_bias_correction", action="store_false",
                    help="use NNCF's slower, more exact bias correction")
+    p.add_argument("--max-drop", type=float, default=None, metavar="D", help="guard quality: NNCF quantization "
+                   "with accuracy control, reverting the most harmful quantizers until the validation score "
+                   "(1 - MAE on --val) drops by at most D (absolute, e.g. 0.005)")
+    p.add_argument("--val", metavar="DIR", default=None, help="labelled dataset folder for --max-drop "
+                   "(any layout edgematte eval reads)")
+    p.add_argument("--val-limit", type=int, default=200, metavar="N", help="validation pairs used by "
+                   "--max-drop (default 200)")
     p.set_defaults(func=run)
 
 
@@ -81,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
     out_xml = output_path(args.model, args.out)
     result = quantize_ir(args.model, out_xml, calib=args.calib, subset=args.subset, preset=args.preset,
-                         ignored_scope=args.ignored_scope, fast_bias_correction=args.fast_bias_correction)
+                         ignored_scope=args.ignored_scope, fast_bias_correction=args.fast_bias_correction,
+                         max_drop=args.max_drop, val=args.val, val_limit=args.val_limit)
     result["agreement_with_source"] = agreement(args.model, out_xml, args.calib)
     card = result.pop("card")
     report = dict(result, card=card.to_dict())
@@ -92,5 +105,10 @@ def run(args: argparse.Namespace) -> int:
         result["calibration_images"], result["seconds"]))
     print("vs source on {} calibration images: max |diff| {:.4f} (mean {:.4f}), IoU@0.5 min {:.4f} (mean {:.4f})".format(
         agree["images"], agree["max_abs_diff"], agree["mean_max_abs_diff"], agree["min_iou"], agree["mean_iou"]))
+    control = result.get("accuracy_control")
+    if control:
+        print("accuracy control on {} images: {} {:.4f} -> {:.4f} (drop {:.4f}, budget {})".format(
+            control["validation_images"], control["metric"], control["score_source"], control["score_int8"],
+            control["drop"], control["max_drop"]))
     print("report: {}".format(os.path.join(args.out, REPORT_NAME)))
     return 0

@@ -13,6 +13,8 @@ from edgematte.edge.errors import EdgematteError, InputError, ModelFileError
 from edgematte.edge.io import read_image
 from edgematte.edge.runtime import to_network_input
 
+from .accuracy import DEFAULT_VAL_LIMIT, SCORE_NAME, validation_items, validation_score
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PRESETS = ("performance", "mixed")
 DEFAULT_SUBSET = 300  # NNCF's own default calibration subset size
@@ -73,11 +75,14 @@ def int8_card(card: ModelCard, source_xml: str, images: int, folder: str, preset
 
 def quantize_ir(xml_path: str, out_xml: str, calib: Optional[str] = None, subset: int = DEFAULT_SUBSET,
                 preset: str = "performance", ignored_scope: Sequence[str] = (),
-                fast_bias_correction: bool = True) -> Dict[str, Any]:
+                fast_bias_correction: bool = True, max_drop: Optional[float] = None, val: Optional[str] = None,
+                val_limit: int = DEFAULT_VAL_LIMIT) -> Dict[str, Any]:
     """INT8 IR at out_xml from the IR at xml_path (FP32 or FP16 weights, card in rt_info), written atomically.
 
     `ignored_scope`: op names or regular expressions (prefixed "re:") kept in floating point.
-    Returns what was done: calibration count, op counts, file sizes, seconds.
+    `max_drop` (with `val`, a dataset folder): nncf.quantize_with_accuracy_control with the kit's validation score
+    (see accuracy.py): quantizers are reverted, most harmful first, until the score drops by at most max_drop.
+    Returns what was done: calibration count, op counts, file sizes, seconds (and the scores with max_drop).
     """
     import nncf
 
@@ -100,16 +105,39 @@ def quantize_ir(xml_path: str, out_xml: str, calib: Optional[str] = None, subset
         names = [n for n in ignored_scope if not n.startswith("re:")]
         patterns = [n[3:] for n in ignored_scope if n.startswith("re:")]
         scope = nncf.IgnoredScope(names=names, patterns=patterns, validate=False)
-    quantized = nncf.quantize(model, nncf.Dataset(inputs, lambda x: {input_name: x}),
-                              preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else
-                              nncf.QuantizationPreset.PERFORMANCE,
-                              subset_size=len(inputs), fast_bias_correction=fast_bias_correction,
-                              **({"ignored_scope": scope} if scope is not None else {}))
+    options = dict(preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+                   subset_size=len(inputs), fast_bias_correction=fast_bias_correction,
+                   **({"ignored_scope": scope} if scope is not None else {}))
+    calibration = nncf.Dataset(inputs, lambda x: {input_name: x})
+    control = None  # type: Optional[Dict[str, Any]]
+    if max_drop is None:
+        if val:
+            raise InputError("--val is only used with --max-drop")
+        quantized = nncf.quantize(model, calibration, **options)
+    else:
+        if not val:
+            raise InputError("--max-drop needs --val DIR: the labelled images that guard the quality")
+        if not 0.0 <= float(max_drop) < 1.0:
+            raise InputError("--max-drop must be in [0, 1), got {}".format(max_drop))
+        items = validation_items(card, val, val_limit)
+        quantized = nncf.quantize_with_accuracy_control(
+            model, calibration, nncf.Dataset(items), lambda compiled, data: validation_score(compiled, data, card),
+            max_drop=float(max_drop), drop_type=nncf.DropType.ABSOLUTE, **options)
+        control = {"max_drop": float(max_drop), "metric": SCORE_NAME[card.task], "validation_images": len(items),
+                   "validation_folder": str(val)}
     new_card = int8_card(card, xml_path, len(inputs), str(calib or DEFAULT_CALIB), preset)
+    if control is not None:
+        new_card.notes += "; accuracy control: {} drop <= {} on {} images of {}".format(
+            control["metric"], control["max_drop"], control["validation_images"], val)
     new_card = save_ir(quantized, str(out_xml), new_card, compress_to_fp16=False)
     saved = Core().read_model(str(out_xml))
     out = Path(out_xml)
-    return {"source": str(xml_path), "path": str(out), "calibration_images": len(inputs),
+    if control is not None:
+        core = Core()
+        control["score_source"] = validation_score(core.compile_model(model, "CPU"), items, card)[0]
+        control["score_int8"] = validation_score(core.compile_model(saved, "CPU"), items, card)[0]
+        control["drop"] = control["score_source"] - control["score_int8"]
+    return {"accuracy_control": control, "source": str(xml_path), "path": str(out), "calibration_images": len(inputs),
             "calibration_folder": str(calib or DEFAULT_CALIB), "preset": preset,
             "fake_quantize_ops": sum(1 for op in saved.get_ops() if op.get_type_name() == "FakeQuantize"),
             "xml_bytes": out.stat().st_size, "bin_bytes": out.with_suffix(".bin").stat().st_size,

@@ -4,7 +4,7 @@ import sys
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -161,9 +161,8 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _print_error(path: str, message: str) -> None:
-    """One stderr line per bad input (through tqdm.write when installed, so an open progress bar stays intact)."""
-    line = "edgematte: error: {}".format(message)
+def _print_line(line: str) -> None:
+    """One stderr line (through tqdm.write when installed, so an open progress bar stays intact)."""
     try:
         from tqdm import tqdm  # type: ignore
     except ImportError:
@@ -172,15 +171,30 @@ def _print_error(path: str, message: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
+def _print_error(path: str, message: str) -> None:
+    """One stderr line per bad input."""
+    _print_line("edgematte: error: {}".format(message))
+
+
+def _print_warning(path: str, message: str) -> None:
+    """One stderr line per recoverable problem (a skipped video frame, a truncated stream)."""
+    _print_line("edgematte: warning: {}".format(message))
+
+
+MAX_FRAME_WARNINGS = 10  # per video: broken frames named one by one up to this many, then only counted
+
+
 def process_inputs(predictor: Any, inputs: Sequence[Any], outdir: Any, op: Any = "mask", nireq: int = 0,
                    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, downscale: bool = False,
                    progress: Optional[bool] = None, on_error: Callable[[str, str], None] = _print_error,
-                   **op_options: Any) -> Summary:
+                   on_warning: Callable[[str, str], None] = _print_warning, **op_options: Any) -> Summary:
     """Predict every image/video in `inputs` and write `op`'s product under `outdir`.
 
     A bad input is reported through `on_error(path, one_line)` and skipped; outputs are written atomically, so a
-    failure never leaves a half-written file. `op` is an operation name (options in `op_options`: strength,
-    background, fg_estimate) or an Operation. Progress shows on a terminal unless `progress` is False.
+    failure never leaves a half-written file. Broken video frames are skipped, each reported through
+    `on_warning(path, one_line)` (the first MAX_FRAME_WARNINGS per video, then a count). `op` is an operation
+    name (options in `op_options`: strength, background, fg_estimate) or an Operation. Progress shows on a
+    terminal unless `progress` is False.
     """
     operation = op if isinstance(op, Operation) else make_operation(op, **op_options)
     out = Path(outdir)
@@ -198,7 +212,7 @@ def process_inputs(predictor: Any, inputs: Sequence[Any], outdir: Any, op: Any =
         _process_images(predictor, images, operation, nireq, max_pixels, downscale, bool(progress), summary, fail)
     for job in jobs:
         if job.video:
-            _process_video(predictor, job, operation, nireq, bool(progress), summary, fail)
+            _process_video(predictor, job, operation, nireq, bool(progress), summary, fail, on_warning)
     return summary
 
 
@@ -236,11 +250,21 @@ def _process_images(predictor: Any, jobs: List[Job], operation: Operation, nireq
 
 
 def _process_video(predictor: Any, job: Job, operation: Operation, nireq: int, progress: bool, summary: Summary,
-                   fail: Callable[[str, str], None]) -> None:
-    """One video in, one video out (or a PNG frame folder for products with alpha); all or nothing."""
+                   fail: Callable[[str, str], None], warn: Callable[[str, str], None]) -> None:
+    """One video in, one video out (or a PNG frame folder for products with alpha); all or nothing.
+
+    Frames stream through predict_many: only the frames of requests in flight are held, so memory stays flat
+    however long the video is. Broken frames are skipped with a warning each; a video with no readable frame fails.
+    """
+    source = str(job.source)
+
+    def broken(index: int) -> None:
+        if reader.broken <= MAX_FRAME_WARNINGS:
+            warn(source, "{}: frame {} is unreadable; skipped".format(source, index))
+
     try:
-        reader = VideoReader(job.source)
-        frames = []  # type: List[np.ndarray]
+        reader = VideoReader(job.source, on_broken=broken)
+        frames = deque()  # type: Deque[np.ndarray]
         bar = _Progress(reader.info.frame_count or None, job.source.name, progress)
 
         def stream() -> Iterator[np.ndarray]:
@@ -249,7 +273,7 @@ def _process_video(predictor: Any, job: Job, operation: Operation, nireq: int, p
                 yield frame
 
         try:
-            results = (operation.render(frames.pop(0), alpha) for alpha in predictor.predict_many(stream(), nireq))
+            results = (operation.render(frames.popleft(), alpha) for alpha in predictor.predict_many(stream(), nireq))
             if operation.has_alpha:
                 with atomic_dir(job.output) as folder:
                     for index, rendered in enumerate(results):
@@ -266,12 +290,15 @@ def _process_video(predictor: Any, job: Job, operation: Operation, nireq: int, p
         summary.outputs.append(str(job.output))
         if reader.broken:
             summary.broken_frames += reader.broken
-            print("edgematte: warning: {}: {} unreadable frame(s) skipped".format(job.source, reader.broken),
-                  file=sys.stderr)
+            warn(source, "{}: {} unreadable frame(s) skipped in all; {} frame(s) written to {}".format(
+                source, reader.broken, reader.frames, job.output))
+        if reader.missing:
+            warn(source, "{}: the stream ends after {} frame(s) but its header declares {} (truncated file?)".format(
+                source, reader.frames + reader.broken, reader.info.frame_count))
     except EdgematteError as exc:
-        fail(str(job.source), str(exc) if str(job.source) in str(exc) else "{}: {}".format(job.source, exc))
+        fail(source, str(exc) if source in str(exc) else "{}: {}".format(source, exc))
     except OSError as exc:
-        fail(str(job.source), "{}: cannot write {} ({})".format(job.source, job.output, exc.strerror or exc))
+        fail(source, "{}: cannot write {} ({})".format(source, job.output, exc.strerror or exc))
 
 
 __all__ = ["OPERATIONS", "Operation", "make_operation", "Summary", "Job", "expand_inputs", "process_inputs"]

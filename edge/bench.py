@@ -7,6 +7,11 @@ every row alike), async throughput with `nireq` requests, file size, resident me
 `edgematte eval` when the images have masks. Knobs follow OpenVINO's benchmark_app: -d, --hint, --nireq, --niter
 or -t. Rows: IRs, ONNX files, zoo names, kit checkpoints (PyTorch), foreign models as PATH@SPEC, and with
 --vs onnxruntime an ONNX Runtime row for every ONNX model.
+
+Device CUDA[:N] (the reference GPU, absent from edge boxes): ONNX files run through ONNX Runtime's CUDA execution
+provider (the `onnxruntime` backend), kit checkpoints through PyTorch on cuda; IRs have no CUDA row. A CUDA row that
+cannot run here is reported as unavailable, with the reason, and the other rows are measured; when nothing else was
+asked for, that reason is the one-line error.
 """
 import csv
 import json
@@ -18,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from .errors import DeviceError, EdgematteError, InputError
 from .io import atomic_path, read_image, write_text
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
@@ -107,6 +112,12 @@ def _stats(times: Sequence[float], percentile: int) -> Dict[str, float]:
             "p{}_ms".format(percentile): round(float(np.percentile(ordered, percentile)), 3), "count": len(ordered)}
 
 
+def is_cuda(device: str) -> bool:
+    """CUDA or CUDA:N: a device only ONNX Runtime and PyTorch run on (never OpenVINO)."""
+    name, _, index = device.strip().upper().partition(":")
+    return name == "CUDA" and (not index or index.isdigit())
+
+
 def _ov_config(hint: str, threads: int) -> Dict[str, str]:
     config = {"PERFORMANCE_HINT": HINTS[hint]}
     if threads:
@@ -129,19 +140,22 @@ def build_rows(models: Sequence[str], devices: Sequence[str], vs: Sequence[str] 
             if spec:
                 rows.append(Row(label, model, device, "openvino", lambda p=path, s=spec, d=device: ForeignPredictor(
                     p, load_spec(s), device=d, config=_ov_config(hint, threads))))
-            elif suffix in (".xml", ".onnx", "") and device.upper() != "CUDA":
+            elif suffix in (".xml", ".onnx", "") and not is_cuda(device):
                 rows.append(Row(label, model, device, "openvino", lambda p=path, d=device: load_model(
                     p, device=d, config=_ov_config(hint, threads))))
-            elif suffix not in (".xml", ".onnx", ""):  # a plugin file, e.g. a kit checkpoint run by PyTorch
+            elif suffix == ".onnx":  # CUDA: ONNX Runtime's CUDA execution provider, loaded by entry point
+                rows.append(Row(label + " onnxruntime", model, device, "onnxruntime",
+                                lambda p=path, d=device: backend("onnxruntime")(p, d, threads)))
+            elif suffix not in (".xml", ""):  # a plugin file, e.g. a kit checkpoint run by PyTorch (CPU or CUDA)
                 rows.append(Row(label + " torch", model, device, "torch", lambda p=path, d=device: load_model(
                     p, device=d)))
             for name in vs:
-                if suffix == ".onnx":
+                if suffix == ".onnx" and not (name == "onnxruntime" and is_cuda(device)):  # that row is there
                     rows.append(Row("{} {}".format(label, name), model, device, name,
                                     lambda p=path, d=device, f=backend(name): f(p, d, threads)))
     if not rows:
-        raise InputError("bench: nothing to measure (an IR runs on OpenVINO devices; CUDA takes .onnx with "
-                         "--vs onnxruntime or a checkpoint)")
+        raise InputError("bench: nothing to measure (an IR runs on OpenVINO devices; CUDA takes .onnx files and "
+                         "kit checkpoints)")
     return rows
 
 
@@ -163,13 +177,25 @@ def bench(models: Sequence[str], devices: Sequence[str] = ("CPU",), vs: Sequence
           nireq: int = 0, niter: int = 50, seconds: float = 0.0, data: Optional[str] = None, data_limit: int = 50,
           percentile: int = 90, threads: int = 0, warmup: int = 3) -> Dict[str, Any]:
     """Measure every row in one run (interleaved) and return {"rows": [...], "settings": {...}}."""
-    rows = build_rows(models, devices, vs, hint, threads)
+    planned = build_rows(models, devices, vs, hint, threads)
     probe = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
-    for row in rows:
-        row.load(probe)
+    rows, unavailable = [], []  # type: List[Row], List[Row]
+    for row in planned:
+        try:
+            row.load(probe)
+        except EdgematteError as exc:
+            if not is_cuda(row.device):
+                raise
+            row.result["unavailable"] = str(exc)  # the reference GPU is absent here: say so, measure the rest
+            unavailable.append(row)
+            continue
         for _ in range(warmup):
             row.once()
         row.times.clear()
+        rows.append(row)
+    if not rows:
+        raise DeviceError("nothing could run here: " + "; ".join(
+            "{}: {}".format(r.label, r.result["unavailable"]) for r in unavailable))
     rounds, started = 0, time.perf_counter()
     while True:  # interleaved: one inference of every row per round, order rotated
         order = rows[rounds % len(rows):] + rows[:rounds % len(rows)]
@@ -189,7 +215,7 @@ def bench(models: Sequence[str], devices: Sequence[str] = ("CPU",), vs: Sequence
     base = rows[0].result["latency"]["median_ms"]
     for row in rows:
         row.result["ratio_to_first"] = round(row.result["latency"]["median_ms"] / base, 3) if base else None
-    return {"rows": [r.result for r in rows],
+    return {"rows": [r.result for r in rows], "unavailable": [r.result for r in unavailable],
             "settings": {"devices": list(devices), "hint": hint, "nireq": nireq, "rounds": rounds, "warmup": warmup,
                          "percentile": percentile, "threads": threads, "data": data, "data_images": len(pairs),
                          "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}}
@@ -258,6 +284,7 @@ def table(report: Dict[str, Any]) -> str:
     text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
             for line in lines]
     text.insert(1, "-" * len(text[0]))
+    text += ["{}: unavailable: {}".format(r["label"], r["unavailable"]) for r in report.get("unavailable", [])]
     return "\n".join(text)
 
 
@@ -334,7 +361,9 @@ def register(subparsers: Any) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="IR .xml, .onnx, zoo name, kit checkpoint (.pt, needs torch), or FOREIGN@SPEC")
-    p.add_argument("-d", "--device", default="CPU", help="comma-separated devices (default CPU)")
+    p.add_argument("-d", "--device", default="CPU",
+                   help="comma-separated devices: OpenVINO's (CPU, GPU, ...) and CUDA[:N] for .onnx (ONNX Runtime "
+                        "CUDA provider) and checkpoints (PyTorch) (default CPU)")
     p.add_argument("--hint", choices=sorted(HINTS), default="latency", help="OpenVINO performance hint")
     p.add_argument("--nireq", type=int, default=0, help="requests in flight for the throughput run (0: optimal)")
     group = p.add_mutually_exclusive_group()

@@ -45,7 +45,8 @@ def _common(parser: argparse.ArgumentParser, verb: str) -> None:
                         help="model: IR .xml, .onnx, a zoo name, or a plugin file such as a checkpoint "
                              "(default: zoo model '{}')".format(DEFAULT_MODEL[verb]))
     parser.add_argument("-d", "--device", default="CPU",
-                        help="OpenVINO device: CPU, GPU, NPU, AUTO, HETERO:a,b, ... (default: %(default)s)")
+                        help="OpenVINO device: CPU, GPU, NPU, AUTO (OpenVINO picks), AUTO:GPU,CPU (priority list; "
+                             "absent candidates are skipped), HETERO:a,b, MULTI:a,b (default: %(default)s)")
     parser.add_argument("--nireq", type=int, default=0,
                         help="parallel inference requests; 0 = the device's optimal number (default: %(default)s)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,

@@ -374,13 +374,25 @@ class VideoInfo:
     height: int
 
 
+def _capture_api() -> int:
+    """FFmpeg when this OpenCV has it (the pip wheels do): OpenCV's fallback readers, tried in turn when FFmpeg
+    refuses a file, print their own parse errors on stderr ("Unexpected element"); any backend otherwise."""
+    registry = getattr(cv2, "videoio_registry", None)
+    try:
+        if registry is not None and registry.hasBackend(cv2.CAP_FFMPEG):
+            return cv2.CAP_FFMPEG
+    except cv2.error:
+        pass
+    return cv2.CAP_ANY
+
+
 def _open_capture(path: PathLike) -> "cv2.VideoCapture":
     p = Path(path)
     if not p.is_file():
         raise InputError("{}: no such file".format(path))
     if p.stat().st_size == 0:
         raise InputError("{}: empty file".format(path))
-    capture = cv2.VideoCapture(str(p))
+    capture = cv2.VideoCapture(str(p), _capture_api())
     if not capture.isOpened():
         capture.release()
         raise InputError("{}: not a readable video".format(path))
@@ -404,40 +416,57 @@ def probe_video(path: PathLike) -> VideoInfo:
 
 
 class VideoReader:
-    """Iterate a video's frames as BGR uint8; unreadable frames are skipped and counted in `.broken`."""
+    """Iterate a video's frames as BGR uint8; unreadable frames are skipped and counted in `.broken`.
 
-    def __init__(self, path: PathLike, max_broken: int = 25) -> None:
+    A failed read followed by a good frame was a broken frame (FFmpeg consumes the damaged packet, so reading goes
+    on with the next one); failed reads at the end are the end of the stream, not broken frames. Frames the header
+    declares beyond the last readable one (a truncated file) are counted in `.missing` once iteration ends.
+    `on_broken(index)` is called with the 0-based stream position of each skipped frame.
+    """
+
+    def __init__(self, path: PathLike, max_broken: int = 25,
+                 on_broken: Optional[Callable[[int], None]] = None) -> None:
         self.path = path
         self.info = probe_video(path)
-        self.max_broken = max_broken  # consecutive failures before the rest is taken as the end
+        self.max_broken = max_broken  # consecutive failed reads after which the rest is taken as the end
+        self.on_broken = on_broken
         self.broken = 0
         self.frames = 0
+        self.missing = 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         capture = _open_capture(self.path)
         try:
-            failures = 0
+            failed = 0  # consecutive failed reads: broken frames if a good one follows, else the end
             while True:
                 ok, frame = capture.read()
                 if ok and frame is not None and frame.size:
-                    failures = 0
+                    for _ in range(failed):
+                        self._skipped(self.frames + self.broken)
+                    failed = 0
                     self.frames += 1
                     yield _to_uint8(frame) if frame.ndim == 3 else cv2.cvtColor(_to_uint8(frame), cv2.COLOR_GRAY2BGR)
                     continue
-                position = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
-                if position >= self.info.frame_count or failures >= self.max_broken:
+                if self.frames + self.broken >= self.info.frame_count:
+                    break  # a failed read after every declared frame: the normal end
+                failed += 1
+                if failed > self.max_broken:
                     break
-                failures += 1
-                self.broken += 1
         finally:
             capture.release()
+        self.missing = max(0, self.info.frame_count - self.frames - self.broken)
         if self.frames == 0:
             raise InputError("{}: the video has no readable frame".format(self.path))
 
+    def _skipped(self, index: int) -> None:
+        self.broken += 1
+        if self.on_broken is not None:
+            self.on_broken(index)
 
-def iter_video_frames(path: PathLike) -> VideoReader:
+
+def iter_video_frames(path: PathLike, on_broken: Optional[Callable[[int], None]] = None) -> VideoReader:
     """The frames of a video (BGR uint8); the returned reader counts skipped broken frames in `.broken`."""
-    return VideoReader(path)
+    return VideoReader(path, on_broken=on_broken)
 
 
 def video_suffix_for_writing(suffix: str) -> str:

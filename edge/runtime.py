@@ -177,6 +177,13 @@ class OpenVINOPredictor(Predictor):
     def finish(self, raw: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
         return from_network_output(raw, self.card, size)
 
+    def execution_devices(self) -> List[str]:
+        """The devices the model actually runs on (what AUTO picked), as OpenVINO reports them."""
+        try:
+            return [str(d) for d in self.compiled.get_property("EXECUTION_DEVICES")]
+        except Exception:  # noqa: BLE001 - older OpenVINO without the property
+            return [self.device]
+
     def optimal_requests(self) -> int:
         """The device's optimal number of parallel infer requests (1 when it does not say)."""
         try:
@@ -222,26 +229,56 @@ def _quoted(text: str) -> str:
     return "'{}'".format(text) if text.isprintable() else repr(text)
 
 
+def _match_device(available: List[str], wanted: str) -> Optional[str]:
+    """The available device `wanted` names (case-insensitive; "GPU" also matches "GPU.0"), as OpenVINO spells it."""
+    bare = wanted.strip().upper()
+    exact = [a for a in available if a.upper() == bare]
+    if exact:
+        return exact[0]
+    family = [a.split(".")[0] for a in available if a.split(".")[0].upper() == bare]
+    return family[0] if family else None
+
+
 def check_device(core: Any, device: str) -> str:
     """The device name as OpenVINO spells it (case and spaces normalised: "cpu " -> "CPU"), verified against
-    core.available_devices (AUTO/HETERO/MULTI/BATCH[:list] accepted); DeviceError listing what is there otherwise."""
+    core.available_devices; DeviceError naming the device and listing what is there otherwise.
+
+    Virtual devices: plain AUTO (OpenVINO picks among what is there, CPU last). AUTO:a,b is a priority list, and
+    as OpenVINO documents, AUTO moves on to the next candidate when one cannot be used: absent candidates are dropped
+    here (OpenVINO itself fails outright when an absent device's plugin cannot even be loaded), exclusions (-GPU)
+    are kept, and only a list with no device left is an error. HETERO:/MULTI:/BATCH: lists use every device they
+    name, so each must be present.
+    """
     available = list(core.available_devices)
     name = (device or "").strip()
     head, colon, rest = name.partition(":")
-    composite = head.upper() in COMPOSITE_DEVICES
-    wanted = [d.strip() for d in rest.split(",") if d.strip()] if composite else [name]
-    canonical = []
-    for dev in wanted:
+    virtual = head.strip().upper()
+    composite = virtual in COMPOSITE_DEVICES
+    there = "available: {} (also AUTO, and HETERO:/MULTI:/AUTO: lists of these)".format(", ".join(available) or "none")
+    if not composite:
+        match = _match_device(available, name)
+        if match is None:
+            raise DeviceError("device {} is not available here; {}".format(_quoted(name or device), there))
+        return match
+    canonical, absent = [], []  # type: List[str], List[str]
+    for dev in (d.strip() for d in rest.split(",")):
+        if not dev:
+            continue
+        if virtual == "AUTO" and dev.startswith("-"):  # AUTO:-GPU: an exclusion, valid whether GPU is there or not
+            canonical.append("-" + (_match_device(available, dev[1:]) or dev[1:].strip().upper()))
+            continue
         bare, paren, tail = dev.partition("(")  # MULTI:CPU(4),GPU(2)
-        match = [a for a in available if bare.strip().upper() == a.upper()] or \
-                [a.split(".")[0] for a in available if bare.strip().upper() == a.split(".")[0].upper()]
-        if not match:
-            raise DeviceError("device {} is not available here; available: {} (also AUTO, and HETERO:/MULTI:/AUTO: "
-                              "lists of these)".format(_quoted(dev or device), ", ".join(available) or "none"))
-        canonical.append(match[0] + paren + tail)
-    if composite:
-        return head.upper() + colon + ",".join(canonical)
-    return canonical[0]
+        match = _match_device(available, bare)
+        if match is None:
+            absent.append(dev)
+        else:
+            canonical.append(match + paren + tail)
+    if absent and (virtual != "AUTO" or not [c for c in canonical if not c.startswith("-")]):
+        if len(absent) == 1:
+            raise DeviceError("device {} is not available here; {}".format(_quoted(absent[0]), there))
+        raise DeviceError("devices {} are not available here; {}".format(
+            ", ".join(_quoted(d) for d in absent), there))
+    return virtual + (":" + ",".join(canonical) if canonical else "")
 
 
 def _ov_reason(exc: BaseException) -> str:
@@ -393,10 +430,13 @@ def supported_suffixes() -> List[str]:
 
 
 def _compile(core: Any, model: Any, device: str, config: Optional[Dict[str, Any]], source: str) -> Any:
+    """core.compile_model, with a failure (the device cannot run the model, a bad config) as one DeviceError line
+    naming the model, the device and OpenVINO's reason."""
     try:
         return core.compile_model(model, device, dict(config or {}))
-    except RuntimeError as exc:
-        raise DeviceError("{}: cannot compile for {}: {}".format(source, device, _ov_reason(exc))) from None
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise DeviceError("{}: device {} cannot compile the model: {}".format(
+            source, _quoted(device), _ov_reason(exc))) from None
 
 
 def load_model(path_or_name: Any, device: str = "CPU", config: Optional[Dict[str, Any]] = None,
@@ -434,7 +474,11 @@ def load_model(path_or_name: Any, device: str = "CPU", config: Optional[Dict[str
     try:
         model = core.read_model(str(path)) if weights is None else core.read_model(str(path), str(weights))
     except RuntimeError as exc:
-        raise ModelFileError("{}: cannot read the model ({})".format(path, _ov_reason(exc))) from None
+        reason = _ov_reason(exc)
+        if weights is not None and "weight" in reason.lower():  # a cut .bin fails here, before the sha256 check
+            raise ModelFileError("{}: cannot read the IR: its weights file {} is damaged ({})".format(
+                path, weights.name, reason)) from None
+        raise ModelFileError("{}: cannot read the model ({})".format(path, reason)) from None
     found = ModelCard.read_rt_info(model, source=str(path)) if suffix == ".xml" else _onnx_card(model, str(path))
     if card is None:
         card = found

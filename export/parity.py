@@ -13,7 +13,6 @@ import numpy as np
 from torch.overrides import TorchFunctionMode
 
 from edgematte.edge.errors import EdgematteError
-from edgematte.edge.metrics import iou
 
 FP16_MAX_ABS_DIFF = 0.02  # per image, outputs in [0,1]
 FP16_MIN_IOU = 0.99  # IoU of the maps binarised at 0.5, per image and per output channel
@@ -41,13 +40,25 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
-def map_iou(a: np.ndarray, b: np.ndarray, thr: float = 0.5) -> float:
-    """IoU@thr of two maps, HxW or HxWxC (the worst channel); 1.0 when both are empty."""
+# Pixels of the reference map this close to the threshold are left out of the IoU: rounding may flip them either
+# way (an untrained or unsure model sits at 0.5 everywhere, where a 1e-4 difference would read as disagreement).
+UNDECIDED_BAND = 0.01
+
+
+def map_iou(a: np.ndarray, b: np.ndarray, thr: float = 0.5, band: float = UNDECIDED_BAND) -> float:
+    """IoU@thr of two maps, HxW or HxWxC (the worst channel), over the pixels where the reference `a` is decided
+    (|a - thr| > band); 1.0 when both are empty there."""
     a = np.asarray(a, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
     if a.ndim == 2:
-        return float(iou(a, b, thr))
-    return float(min(iou(a[..., c], b[..., c], thr) for c in range(a.shape[-1])))
+        a, b = a[..., None], b[..., None]
+    worst = 1.0
+    for c in range(a.shape[-1]):
+        decided = np.abs(a[..., c] - thr) > band
+        fa, fb = (a[..., c] >= thr) & decided, (b[..., c] >= thr) & decided
+        union = np.count_nonzero(fa | fb)
+        worst = min(worst, np.count_nonzero(fa & fb) / union if union else 1.0)
+    return worst
 
 
 # -- images -----------------------------------------------------------------------------------------

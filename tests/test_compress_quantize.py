@@ -91,3 +91,47 @@ def test_bad_calibration_or_model_is_one_line_and_writes_nothing(tmp_path, calib
     assert main(["quantize", str(broken), "-o", str(tmp_path / "z"), "--calib", str(calib)]) == 1
     assert "broken.xml" in capsys.readouterr().err
     assert not (tmp_path / "z" / "broken_int8.xml").exists()
+
+
+@pytest.fixture(scope="module")
+def val(tmp_path_factory):
+    from test_data_layouts import make_pairs_dataset
+
+    return make_pairs_dataset(tmp_path_factory.mktemp("val") / "v", n=10, size=(60, 80))
+
+
+def test_accuracy_control_keeps_the_drop_within_budget(tmp_path, calib, val):
+    source = conv_ir(tmp_path)
+    plain = quantize_ir(str(source), str(tmp_path / "p" / "c_int8.xml"), calib=str(calib), subset=8)
+    loose = quantize_ir(str(source), str(tmp_path / "l" / "c_int8.xml"), calib=str(calib), subset=8,
+                        max_drop=0.5, val=str(val))
+    tight = quantize_ir(str(source), str(tmp_path / "t" / "c_int8.xml"), calib=str(calib), subset=8,
+                        max_drop=0.0, val=str(val))
+    for result in (loose, tight):
+        control = result["accuracy_control"]
+        assert control["validation_images"] == 10 and control["metric"] == "1 - MAE"
+        assert 0.0 < control["score_int8"] <= 1.0 and 0.0 < control["score_source"] <= 1.0
+        assert control["drop"] <= control["max_drop"] + 1e-6  # the budget holds on the validation set
+    assert loose["fake_quantize_ops"] == plain["fake_quantize_ops"]  # nothing to restore within a loose budget
+    if plain_drop(source, tmp_path / "p" / "c_int8.xml", val) > 1e-6:  # plain INT8 lost quality: some reverted
+        assert tight["fake_quantize_ops"] < plain["fake_quantize_ops"]
+    assert "accuracy control" in ModelCard.read_rt_info(Core().read_model(str(tmp_path / "t" / "c_int8.xml"))).notes
+
+
+def plain_drop(source, int8, val) -> float:
+    from edgematte.compress.accuracy import validation_items, validation_score
+
+    card = ModelCard.read_rt_info(Core().read_model(str(source)))
+    items = validation_items(card, str(val))
+    core = Core()
+    return (validation_score(core.compile_model(str(source), "CPU"), items, card)[0]
+            - validation_score(core.compile_model(str(int8), "CPU"), items, card)[0])
+
+
+def test_max_drop_needs_validation_data(tmp_path, calib, capsys):
+    source = conv_ir(tmp_path)
+    assert main(["quantize", str(source), "-o", str(tmp_path / "o"), "--calib", str(calib), "--max-drop",
+                 "0.01"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-drop needs --val" in err[0]
+    assert not (tmp_path / "o" / "convnet_int8.xml").exists()

@@ -63,3 +63,26 @@ def test_bad_requests_are_one_line(tmp_path, capsys):
         assert len(err) == 1 and text in err[0], err
     with pytest.raises(EdgematteError, match="nothing to measure"):
         build_rows([str(a)], ["CUDA"])
+
+
+def test_cuda_rows_go_through_onnxruntime_once(tmp_path):
+    onnx = build_onnx(tmp_path, name="tiny", size=(32, 40))
+    rows = build_rows([str(onnx)], ["CPU", "CUDA:0"], ["onnxruntime"])
+    assert [(r.label, r.device, r.backend) for r in rows] == [
+        ("tiny [CPU]", "CPU", "openvino"), ("tiny [CPU] onnxruntime", "CPU", "onnxruntime"),
+        ("tiny [CUDA:0] onnxruntime", "CUDA:0", "onnxruntime")]  # -d CUDA alone already gives the ORT row
+    assert [r.backend for r in build_rows([str(onnx)], ["CUDA"])] == ["onnxruntime"]
+
+
+def test_absent_cuda_is_a_row_note_not_a_crash(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu installed: its CUDA row may run")
+    onnx = build_onnx(tmp_path, name="tiny", size=(32, 40))
+    report = bench([str(onnx)], ["CPU", "CUDA"], niter=2)
+    assert [r["label"] for r in report["rows"]] == ["tiny [CPU]"]
+    (row,) = report["unavailable"]
+    assert row["label"] == "tiny [CUDA] onnxruntime" and "CUDAExecutionProvider" in row["unavailable"]
+    assert main(["bench", str(onnx), "-d", "CUDA", "--niter", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CUDA" in err[0]

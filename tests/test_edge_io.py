@@ -300,8 +300,8 @@ def test_broken_frames_are_skipped_and_counted(tmp_path: Path, monkeypatch) -> N
     class Flaky:
         """A capture whose 3rd read fails once, as a damaged frame does."""
 
-        def __init__(self, path):
-            self.inner = real(path)
+        def __init__(self, *args):
+            self.inner = real(*args)
             self.reads = 0
 
         def read(self):
@@ -315,6 +315,8 @@ def test_broken_frames_are_skipped_and_counted(tmp_path: Path, monkeypatch) -> N
             return getattr(self.inner, name)
 
     monkeypatch.setattr(io.cv2, "VideoCapture", Flaky)
-    reader = io.iter_video_frames(src)
+    skipped = []
+    reader = io.iter_video_frames(src, on_broken=skipped.append)
     frames = list(reader)
-    assert len(frames) == 4 and reader.broken == 1 and reader.frames == 4
+    assert len(frames) == 4 and reader.broken == 1 and reader.frames == 4 and reader.missing == 0
+    assert skipped == [2]  # 0-based position in the stream

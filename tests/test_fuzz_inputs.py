@@ -1,8 +1,11 @@
 """Fuzz: generated bad images and model files through the loaders and the CLI: a one-line error naming the file,
 a non-zero exit, no traceback, no half-written output, or (for inputs that are in fact fine) a correct result.
 
-Four properties, 1,300 generated inputs in all (hypothesis, derandomized so CI runs the same cases every time).
+Four properties, 1,250 generated inputs in all (hypothesis, derandomized so CI runs the same cases every time).
+Image kinds include EXIF-rotated JPEGs (orientations 1-8, both byte orders, and damaged EXIF blocks) and CMYK JPEGs
+(tests/fixtures/cmyk.jpg, made once by tests/fixtures/make_cmyk.py), alone, rotated, cut or with flipped bytes.
 """
+import struct
 import zlib
 from pathlib import Path
 
@@ -38,6 +41,26 @@ def _jpeg(h: int, w: int, seed: int) -> bytes:
     return buf.tobytes()
 
 
+CMYK_JPEG = (Path(__file__).parent / "fixtures" / "cmyk.jpg").read_bytes()
+
+
+def _exif_app1(orientation: int, order: str = "<", junk: bytes = b"") -> bytes:
+    """A JPEG APP1 segment: TIFF header, IFD0 with one Orientation entry (0x0112, SHORT); `junk` overwrites the
+    TIFF block from byte 4 on (a damaged EXIF)."""
+    mark = b"II" if order == "<" else b"MM"
+    tiff = mark + struct.pack(order + "HI", 42, 8) + struct.pack(order + "H", 1)
+    tiff += struct.pack(order + "HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(order + "I", 0)
+    if junk:
+        tiff = tiff[:4] + junk + tiff[4 + len(junk):]
+    payload = b"Exif\x00\x00" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _with_exif(jpeg: bytes, app1: bytes) -> bytes:
+    """The JPEG with an APP1 segment right after its SOI marker."""
+    return jpeg[:2] + app1 + jpeg[2:]
+
+
 def _png_header(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims width x height, followed by a tiny (wrong) IDAT: a decompression-bomb shape."""
     def chunk(kind: bytes, body: bytes) -> bytes:
@@ -48,15 +71,28 @@ def _png_header(width: int, height: int) -> bytes:
 
 @st.composite
 def image_bytes(draw):
-    """Valid images of odd kinds (gray, 16-bit, RGBA, 1-pixel) and broken ones (cut, flipped bytes, junk, bombs)."""
-    kind = draw(st.sampled_from(["png", "jpeg", "cut", "flip", "junk", "empty", "bomb", "prefix"]))
+    """Valid images of odd kinds (gray, 16-bit, RGBA, 1-pixel, EXIF-rotated, CMYK) and broken ones (cut, flipped
+    bytes, junk, bombs, damaged EXIF)."""
+    kind = draw(st.sampled_from(["png", "jpeg", "exif", "cmyk", "cut", "flip", "junk", "empty", "bomb", "prefix",
+                                 "bad_exif"]))
     seed = draw(st.integers(0, 10_000))
     h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
     if kind == "png":
         return kind, _png(h, w, draw(st.sampled_from([1, 3, 4])), draw(st.sampled_from([8, 16])), seed)
     if kind == "jpeg":
         return kind, _jpeg(h, w, seed)
-    base = _png(h, w, 3, 8, seed) if draw(st.booleans()) else _jpeg(h, w, seed)
+    if kind == "exif":
+        return kind, _with_exif(_jpeg(h, w, seed), _exif_app1(draw(st.integers(1, 8)), draw(st.sampled_from("<>"))))
+    if kind == "cmyk":
+        orientation = draw(st.integers(0, 8))  # 0: no EXIF at all
+        return kind, _with_exif(CMYK_JPEG, _exif_app1(orientation)) if orientation else CMYK_JPEG
+    if kind == "bad_exif":
+        junk = draw(st.binary(min_size=1, max_size=24))
+        return kind, _with_exif(_jpeg(h, w, seed), _exif_app1(draw(st.integers(0, 12)), draw(st.sampled_from("<>")),
+                                                                junk))
+    base = draw(st.sampled_from([
+        lambda: _png(h, w, 3, 8, seed), lambda: _jpeg(h, w, seed), lambda: CMYK_JPEG,
+        lambda: _with_exif(_jpeg(h, w, seed), _exif_app1(6))]))()
     if kind == "cut":
         return kind, base[: draw(st.integers(1, max(1, len(base) - 1)))]
     if kind == "flip":
@@ -72,6 +108,11 @@ def image_bytes(draw):
     if kind == "bomb":
         return kind, _png_header(draw(st.integers(9000, 60000)), draw(st.integers(9000, 60000)))
     return kind, base[:8] + draw(st.binary(min_size=0, max_size=64))  # a real signature, then junk
+
+
+def _displayed(data: bytes) -> np.ndarray:
+    """What a viewer shows: OpenCV's IMREAD_COLOR applies EXIF orientation and converts CMYK to BGR."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 def _check_one_line(error: BaseException, path: Path) -> None:
@@ -99,6 +140,12 @@ def test_image_loaders_never_crash(tmp_path_factory, case):
             assert out.dtype == np.float32 and 0.0 <= out.min() <= out.max() <= 1.0
     if kind in ("png", "jpeg"):
         assert read_image(path).shape[:2] == cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
+    if kind in ("exif", "cmyk"):  # upright, colours converted: exactly what OpenCV's viewer path decodes
+        assert np.array_equal(read_image(path), _displayed(data))
+        assert read_mask(path).shape == _displayed(data).shape[:2]
+    if kind == "bad_exif":  # a damaged EXIF never fails the image; it is upright or as stored
+        stored = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
+        assert read_image(path).shape[:2] in (stored, stored[::-1])
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +153,7 @@ def tiny_ir(tmp_path_factory):
     return build_ir(tmp_path_factory.mktemp("ir"), size=(16, 16))
 
 
-@fuzz(300)
+@fuzz(250)
 @given(case=image_bytes())
 def test_cli_mask_on_bad_images(tmp_path_factory, capsys, tiny_ir, case):
     kind, data = case
@@ -121,6 +168,8 @@ def test_cli_mask_on_bad_images(tmp_path_factory, capsys, tiny_ir, case):
         assert written == ["photo.png"]
         mask = cv2.imread(str(out / "photo.png"), cv2.IMREAD_UNCHANGED)
         assert mask.dtype == np.uint8 and mask.shape == read_image(src).shape[:2]
+        if kind in ("exif", "cmyk"):  # the mask is in the displayed orientation
+            assert mask.shape == _displayed(data).shape[:2]
     else:
         assert code == 1 and written == []  # nothing half-written
         lines = captured.err.strip().splitlines()
@@ -146,7 +195,7 @@ def test_model_loaders_never_crash(tmp_path_factory, case):
     bin_path = xml.with_suffix(".bin")
     target = xml
     if kind == "cut_xml":
-        text = xml.read_bytes()
+        text = xml.read_bytes().rstrip()  # a cut that only drops the final newline leaves a valid IR
         xml.write_bytes(text[: int(where * (len(text) - 1))])
     elif kind == "cut_bin":
         data = bin_path.read_bytes()

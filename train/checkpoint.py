@@ -28,7 +28,10 @@ def card_for(model: nn.Module, name: Optional[str] = None) -> ModelCard:
     """A model card describing `model` as a checkpoint/ONNX artifact (normalised f32 RGB NCHW input)."""
     channels = sync_channels(model)
     config = model.config
+    rewrites = getattr(config, "rewrites", None)
     prune = {"channels": channels, "params": count_params(model)} if channels else None
+    if rewrites:  # conv rewrites (grouped / depthwise-separable) change the architecture like pruning does
+        prune = dict(prune or {"params": count_params(model)}, rewrites=dict(rewrites))
     return ModelCard(name=name or model.arch, task=model.task, arch=model.arch, config=asdict(config),
                      input_size=[int(v) for v in config.input_size], input=dict(CHECKPOINT_INPUT),
                      normalisation=Normalisation(color="RGB", mean=[float(v) for v in config.mean],

@@ -15,6 +15,9 @@ Train in chunks: repeat the same command with --resume and a growing --max-steps
 where the last stopped (the learning-rate schedule always spans --epochs). Under torchrun the run uses
 DistributedDataParallel (gloo on CPU, nccl on CUDA); mixed precision is on with CUDA.
 
+A pruned or rewritten checkpoint (edgematte prune / rewrite) trains as itself: --init CKPT fine-tunes it,
+--init CKPT --from-scratch trains its architecture anew, --distill TEACHER adds distillation from the unpruned model.
+
 Use --exclude GLOB to hold images out of training (e.g. --exclude 'vikram_*'); train/recipes/ has the exact
 chunked commands behind the shipped defaults.
 
@@ -74,6 +77,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm to this (default off)")
     p.add_argument("--width", type=float, default=None, help="width multiplier for models that have one "
                    "(modnet, mbv2_unet, mbv2_unet_sod)")
+    p.add_argument("--loss", default=None, help="loss by registered name instead of the model's own "
+                   "(e.g. bce_iou: BCE + soft IoU for saliency nets)")
+    p.add_argument("--from-scratch", action="store_true", help="with --init: train the checkpoint's "
+                   "architecture (e.g. a pruned one) from random weights instead of fine-tuning its weights")
+    p.add_argument("--distill", metavar="TEACHER", default=None, help="kit checkpoint of a teacher (e.g. the "
+                   "unpruned model): adds a distillation loss towards its outputs")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default 1)")
     p.set_defaults(func=run)
 
 
@@ -90,7 +100,9 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
                        log_every=args.log_every, amp=not args.no_amp, split=args.split, val_split=args.val_split,
                        include=list(args.include), exclude=list(args.exclude),
                        val_include=list(args.val_include), val_exclude=list(args.val_exclude),
-                       device=args.device, grad_clip=args.grad_clip, model_config=model_config)
+                       device=args.device, grad_clip=args.grad_clip, model_config=model_config,
+                       loss=args.loss, from_scratch=args.from_scratch, distill=args.distill,
+                       distill_weight=args.distill_weight)
 
 
 def run(args: argparse.Namespace) -> int:

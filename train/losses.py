@@ -1,5 +1,5 @@
 """Training losses per model family, looked up in a registry by architecture, then by task."""
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,12 @@ def register_loss(*keys: str) -> Callable[[LossFn], LossFn]:
     return wrap
 
 
-def loss_for(arch: str, task: str) -> LossFn:
-    """The loss of an architecture, else the loss of its task."""
+def loss_for(arch: str, task: str, name: Optional[str] = None) -> LossFn:
+    """The loss called `name` if given, else the loss of the architecture, else the loss of its task."""
+    if name is not None:
+        if name not in LOSSES:
+            raise KeyError("unknown loss {!r}; known: {}".format(name, ", ".join(sorted(LOSSES))))
+        return LOSSES[name]
     if arch in LOSSES:
         return LOSSES[arch]
     if task in LOSSES:
@@ -66,6 +70,21 @@ def u2net_loss(out: Outputs, batch: Batch) -> Tuple[torch.Tensor, Dict[str, floa
     target = batch["alpha"].expand_as(logits)
     per_output = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(0, 2, 3))
     return per_output.sum(), {"fused": float(per_output[0].detach())}
+
+
+@register_loss("bce_iou")
+def bce_iou_loss(out: Outputs, batch: Batch) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """BCE + soft IoU per logits channel (BASNet's hybrid loss without SSIM): BCE trains every pixel, the IoU term
+    weighs the whole object's overlap, which sharpens maps and fights the blurry all-grey optimum of BCE alone."""
+    logits = out["logits"].float()
+    target = batch["alpha"].expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(0, 2, 3))
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum(dim=(2, 3))
+    union = (prob + target - prob * target).sum(dim=(2, 3))
+    iou = (1.0 - (inter + 1.0) / (union + 1.0)).mean(dim=0)
+    total = (bce + iou).sum()
+    return total, {"bce": float(bce[0].detach()), "iou": float(iou[0].detach())}
 
 
 @register_loss("trimap")

@@ -2,14 +2,15 @@
 from itertools import islice
 from typing import Any, Iterable, Iterator, List, Optional
 
-import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from edgematte.edge.card import ModelCard
 from edgematte.edge.errors import DeviceError
-from edgematte.edge.runtime import Predictor
+from edgematte.edge.runtime import Predictor, from_network_output, to_network_input
+
+# What deploy_forward takes (the checkpoint card's input): normalised float RGB NCHW.
+TORCH_INPUT = {"dtype": "f32", "layout": "NCHW", "color": "RGB", "normalised": True}
 
 
 def torch_device(device: str) -> torch.device:
@@ -20,12 +21,16 @@ def torch_device(device: str) -> torch.device:
     if name.startswith("cuda") or name == "gpu":
         if not torch.cuda.is_available():
             raise DeviceError("device {}: no CUDA device is available to PyTorch".format(device))
+        index = name.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise DeviceError("device {}: PyTorch sees {} CUDA device(s)".format(device, torch.cuda.device_count()))
         return torch.device("cuda" if name == "gpu" else name)
     raise DeviceError("device {}: checkpoints run on CPU or CUDA through PyTorch".format(device))
 
 
 class TorchPredictor(Predictor):
-    """A checkpoint's model in eval mode: stretch to the card's input size, normalise, deploy_forward, resize back."""
+    """A checkpoint's model in eval mode on CPU or CUDA, pre- and post-processed by the edge runtime's own functions
+    (to_network_input / from_network_output), so that it differs from an IR of it only by the network."""
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, source: str = "", device: str = "CPU",
                  batch: int = 4) -> None:
@@ -35,10 +40,6 @@ class TorchPredictor(Predictor):
         self.card = card
         self.source = source
         self.batch = max(1, int(batch))
-        norm = card.normalisation
-        self._rgb = norm.color.upper() == "RGB"
-        self._mean = torch.tensor(norm.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(norm.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "CPU", card: Optional[ModelCard] = None,
@@ -51,26 +52,24 @@ class TorchPredictor(Predictor):
             card = ModelCard.from_dict(ckpt["card"], source=path) if ckpt.get("card") else card_for(model)
         return cls(model, card, source=str(path), device=device, **opts)
 
-    def _tensor(self, images: List[np.ndarray]) -> torch.Tensor:
-        h, w = self.card.input_size
-        arrays = []
-        for bgr in images:
-            interp = cv2.INTER_AREA if bgr.shape[0] > h and bgr.shape[1] > w else cv2.INTER_LINEAR
-            resized = cv2.resize(bgr, (int(w), int(h)), interpolation=interp)
-            if self._rgb:
-                resized = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-            arrays.append(resized.transpose(2, 0, 1))
-        x = torch.from_numpy(np.stack(arrays).astype(np.float32))
-        return ((x - self._mean) / self._std).to(self.torch_device)
+    def _network_inputs(self, images: List[np.ndarray]) -> List[np.ndarray]:
+        return [to_network_input(bgr, self.card, TORCH_INPUT) for bgr in images]
 
     @torch.no_grad()
     def _run(self, images: List[np.ndarray]) -> List[np.ndarray]:
-        out = self.model.deploy_forward(self._tensor(images)).float()
-        results = []
-        for i, bgr in enumerate(images):
-            y = F.interpolate(out[i:i + 1], size=bgr.shape[:2], mode="bilinear", align_corners=False)[0]
-            y = y.clamp(0, 1).cpu().numpy()
-            results.append(np.ascontiguousarray(y[0] if y.shape[0] == 1 else y.transpose(1, 2, 0)))
+        """Run consecutive images of one network size as one batch (dynamic cards can mix sizes)."""
+        inputs = self._network_inputs(images)
+        results = []  # type: List[np.ndarray]
+        start = 0
+        while start < len(inputs):
+            end = start + 1
+            while end < len(inputs) and inputs[end].shape == inputs[start].shape:
+                end += 1
+            x = torch.from_numpy(np.concatenate(inputs[start:end])).to(self.torch_device)
+            out = self.model.deploy_forward(x).float().cpu().numpy()
+            results += [from_network_output(out[i:i + 1], self.card, images[start + i].shape[:2])
+                        for i in range(end - start)]
+            start = end
         return results
 
     def predict(self, bgr: np.ndarray) -> np.ndarray:
@@ -78,7 +77,7 @@ class TorchPredictor(Predictor):
         return self._run([bgr])[0]
 
     def prepare(self, bgr: np.ndarray) -> torch.Tensor:
-        return self._tensor([bgr])
+        return torch.from_numpy(self._network_inputs([bgr])[0]).to(self.torch_device)
 
     @torch.no_grad()
     def infer(self, prepared: torch.Tensor) -> torch.Tensor:
@@ -87,10 +86,8 @@ class TorchPredictor(Predictor):
             torch.cuda.synchronize()
         return out
 
-    @torch.no_grad()
     def finish(self, raw: torch.Tensor, size: Any) -> np.ndarray:
-        y = F.interpolate(raw[:1], size=tuple(size), mode="bilinear", align_corners=False)[0].clamp(0, 1).cpu().numpy()
-        return np.ascontiguousarray(y[0] if y.shape[0] == 1 else y.transpose(1, 2, 0))
+        return from_network_output(raw[:1].cpu().numpy(), self.card, tuple(size))
 
     def predict_many(self, images: Iterable[np.ndarray], nireq: int = 0) -> Iterator[np.ndarray]:
         """Predict a stream in batches of `nireq` (default: the predictor's batch), order kept."""

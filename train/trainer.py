@@ -21,6 +21,7 @@ from edgematte.edge.io import write_text
 
 from .data.composite import Compositor
 from .data.dataset import PairDataset, ResumableSampler, gather_pairs
+from .distill import load_teacher
 from .losses import loss_for
 
 LAST = "checkpoints/last.pt"
@@ -65,6 +66,10 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0: off
     device: str = "auto"  # auto | cpu | cuda
     model_config: Dict[str, Any] = field(default_factory=dict)  # overrides for create_model
+    loss: Optional[str] = None  # registered loss name (losses.LOSSES); None: the architecture's own
+    from_scratch: bool = False  # with init: take only the architecture (pruned channels, rewrites), not the weights
+    distill: Optional[str] = None  # teacher kit checkpoint for knowledge distillation
+    distill_weight: float = 1.0
 
     def to_json(self) -> str:
         """Indented JSON text of the config."""
@@ -227,6 +232,19 @@ def _load_train_state(path: Path) -> Dict[str, Any]:
     return ckpt
 
 
+def _architecture_of(path: str, arch: str) -> Dict[str, Any]:
+    """The model config of kit checkpoint `path` when it is of architecture `arch` (so a pruned or rewritten
+    checkpoint trains as itself); {} for other files (upstream state dicts, other architectures)."""
+    from .checkpoint import FORMAT, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT and ckpt.get("arch") == arch:
+        config = ckpt.get("config")
+        if isinstance(config, dict):
+            return dict(config)
+    return {}
+
+
 def _init_weights(model: torch.nn.Module, path: str) -> str:
     """Copy the weights of `path` (a kit checkpoint or a released upstream state dict) whose names and shapes
     match; a one-line summary."""
@@ -361,14 +379,23 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
     run = Path(config.out)
     last_path = run / LAST
     seed_everything(config.seed)
+    if config.from_scratch and not config.init:
+        raise InputError("--from-scratch needs --init CKPT: the (pruned or rewritten) architecture to train anew")
+    if config.init and not (resume and last_path.is_file()):
+        # the run's config.json then holds the architecture itself: resume needs no init file
+        config.model_config = {**_architecture_of(config.init, config.model), **config.model_config}
 
     model, size = _build_model(config)
     core = model
     task, arch = core.task, core.arch
-    loss_fn = loss_for(arch, task)
+    try:
+        loss_fn = loss_for(arch, task, config.loss)
+    except KeyError as exc:
+        raise InputError("--loss: {}".format(exc.args[0])) from None
     metric_name, metric_fn, higher_better = VAL_METRICS[task]
     mean, std = core.config.mean, core.config.std
-    if config.init and not (resume and last_path.is_file()):
+    distiller = load_teacher(config.distill, core, env.device, config.distill_weight) if config.distill else None
+    if config.init and not config.from_scratch and not (resume and last_path.is_file()):
         note = _init_weights(core, config.init)
         if env.main:
             print(note)
@@ -429,8 +456,9 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
                        "step": step, "epoch": at_epoch, "batch_in_epoch": at_batch, "best": best,
                        "loss": last_loss, "config": asdict(config)}
-        save_checkpoint(str(last_path), core, _card(core, run.name), extra={"train": train_state})
+        # the log first: a kill between the two leaves rows past the checkpoint, which resume drops (_read_log)
         _write_log(run / "log.csv", log_rows)
+        save_checkpoint(str(last_path), core, _card(core, run.name), extra={"train": train_state})
 
     board = _TensorBoard(run / "tensorboard", env.main)
     bar = None
@@ -470,6 +498,8 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
                 with torch.autocast(env.device.type, dtype=torch.float16, enabled=use_amp):
                     outputs = model(batch["image"])
                 loss, _parts = loss_fn(outputs, batch)
+                if distiller is not None:
+                    loss = loss + distiller.loss(outputs, batch["image"])
                 scaler.scale(loss).backward()
                 if config.grad_clip > 0:
                     scaler.unscale_(optimizer)

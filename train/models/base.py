@@ -11,13 +11,15 @@ IMAGENET_STD = [58.395, 57.12, 57.375]
 
 @dataclass
 class ModelConfig:
-    """Fields every model config has: input size [H, W], RGB normalisation in 0..255 units, channel overrides."""
+    """Fields every model config has: input size [H, W], RGB normalisation (0..255 units), channels, rewrites."""
 
     input_size: List[int] = field(default_factory=lambda: [320, 320])
     mean: List[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: List[float] = field(default_factory=lambda: list(IMAGENET_STD))
     # module path -> [in, out, groups] (conv), [num_features] (norm), [in, out] (linear); None = as designed
     channels: Optional[Dict[str, List[int]]] = None
+    # module path -> "grouped:G" | "dwsep": dense convs rewritten (train/models/rewrites.py), applied before channels
+    rewrites: Optional[Dict[str, str]] = None
 
 
 class ZooModel(nn.Module):

@@ -1,4 +1,4 @@
-"""The model zoo registry: names -> (builder, config dataclass, task); builds models and applies channel records."""
+"""The model zoo registry: names -> (builder, config dataclass, task); builds models, applies rewrites and channels."""
 import dataclasses
 import json
 from dataclasses import asdict, dataclass
@@ -11,10 +11,11 @@ from edgematte.edge.card import TASKS
 from edgematte.edge.errors import EdgematteError
 
 from .channels import ChannelRecordError, apply_channels, channel_record
+from .rewrites import RewriteError, apply_rewrites, normalise_rewrites
 
 
 class ModelConfigError(EdgematteError, ValueError):
-    """An unknown model name, an unknown or malformed config field, or a channel record that does not fit."""
+    """An unknown model name, an unknown or malformed config field, or a channel/rewrite record that does not fit."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,19 @@ def _normalise(config: Any) -> None:
     if config.channels is not None:
         if not isinstance(config.channels, dict):
             raise ModelConfigError("channels must map module path -> list of ints")
-        config.channels = {str(k): [int(c) for c in v] for k, v in config.channels.items()} or None
+        try:
+            config.channels = {str(k): [int(c) for c in v] for k, v in config.channels.items()} or None
+        except (TypeError, ValueError):
+            raise ModelConfigError("channels must map module path -> list of ints") from None
+    try:
+        config.rewrites = normalise_rewrites(config.rewrites)
+    except RewriteError as exc:
+        raise ModelConfigError("rewrites: {}".format(exc)) from None
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
-    """Build model `name` with its default config updated by `overrides`, then resize layers per config.channels."""
+    """Build model `name` with its default config updated by `overrides`, rewritten per config.rewrites and resized
+    per config.channels."""
     entry = _entry(name)
     defaults = asdict(entry.config())
     config = config_from_dict(name, {**defaults, **overrides})
@@ -117,12 +126,18 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
 
 
 def build_from_config(name: str, config: Any) -> nn.Module:
-    """Build model `name` from a config instance (applies config.channels); sets .config, .arch, .task."""
+    """Build model `name` from a config instance (applies config.rewrites, then config.channels); sets .config,
+    .arch, .task."""
     entry = _entry(name)
     model = entry.builder(config)
     model.config = config
     model.arch = name
     model.task = entry.task
+    if config.rewrites:
+        try:
+            apply_rewrites(model, config.rewrites, channels=config.channels)
+        except RewriteError as exc:
+            raise ModelConfigError("{}: rewrites do not fit: {}".format(name, exc)) from None
     if config.channels:
         try:
             apply_channels(model, config.channels)
@@ -133,12 +148,17 @@ def build_from_config(name: str, config: Any) -> nn.Module:
 
 @lru_cache(maxsize=16)
 def _design_record(name: str, config_json: str) -> Dict[str, List[int]]:
+    """Channel record of the design with its rewrites applied (a rewrite is not a channel change)."""
     config = config_from_dict(name, json.loads(config_json))
-    return channel_record(_entry(name).builder(config))
+    model = _entry(name).builder(config)
+    if config.rewrites:  # layers the design cannot split (pruned before rewriting) stay dense and so get recorded
+        apply_rewrites(model, config.rewrites, strict=False)
+    return channel_record(model)
 
 
 def sync_channels(model: nn.Module) -> Optional[Dict[str, List[int]]]:
-    """Set model.config.channels to the layers whose counts differ from the design (e.g. after pruning); returns it."""
+    """Set model.config.channels to the layers whose counts differ from the rewritten design (e.g. after pruning);
+    returns it."""
     design = {**asdict(model.config), "channels": None}
     base = _design_record(model.arch, json.dumps(design, sort_keys=True))
     record = channel_record(model)
