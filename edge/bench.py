@@ -345,8 +345,11 @@ def write_plot(report: Dict[str, Any], path: str) -> None:
         point = to_px(x, y)
         colour = (int(200 * (i % 3 == 0)), int(150 * (i % 3 == 1)), int(200 * (i % 3 == 2)))
         cv2.circle(canvas, point, 6, colour, -1)
-        cv2.putText(canvas, "{} {:.1f} ms".format(row["label"][:40], x), (point[0] + 8, point[1] - 8), font, 0.4,
-                    colour, 1)
+        text = "{} {:.1f} ms".format(row["label"][:40], x)
+        (text_w, _), _ = cv2.getTextSize(text, font, 0.4, 1)
+        # labels of nearby points are staggered vertically; a label that would leave the canvas goes left of its point
+        left = point[0] + 8 if point[0] + 8 + text_w < width - 5 else point[0] - 8 - text_w
+        cv2.putText(canvas, text, (max(left, 2), point[1] - 8 + 14 * (i % 3)), font, 0.4, colour, 1)
     ok, buffer = cv2.imencode(".png", canvas)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:

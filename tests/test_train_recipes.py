@@ -9,7 +9,8 @@ from edgematte.edge.cli import build_parser
 from edgematte.train.cli import config_from_args
 
 RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
-VARS = {"DATA": "/data", "RUN": "/runs/r", "EPOCHS": "3", "BATCH": "8", "INIT": "/runs/sod/best.pt"}
+VARS = {"DATA": "/data", "RUN": "/runs/r", "EPOCHS": "3", "BATCH": "8", "INIT": "/runs/sod/best.pt",
+        "CKPT": "/runs/sod/best.pt", "OUT": "/runs/p", "RATIO": "0.5"}
 
 
 def recipe_command(script: str):
@@ -20,7 +21,7 @@ def recipe_command(script: str):
     return shlex.split(line)[1:]
 
 
-@pytest.mark.parametrize("script", ["sod.sh", "portrait.sh", "portrait_mbv2.sh"])
+@pytest.mark.parametrize("script", ["sod.sh", "sod_hybrid.sh", "portrait.sh", "portrait_mbv2.sh"])
 def test_recipe_parses_and_resumes(script):
     args = build_parser().parse_args(recipe_command(script) + ["--max-steps", "10"])
     config = config_from_args(args)
@@ -38,3 +39,16 @@ def test_portrait_recipe_holds_vikram_out(script, model):
     assert [p.stem for p in filter_pairs(pairs, config.include, config.exclude)] == ["ecoreal_0abc"]
     assert [p.stem for p in filter_pairs(pairs, config.val_include, config.val_exclude)] == ["ecoreal_3abc"]
     assert config.composite == ["/data/duts-tr"] and config.model == model
+
+
+def test_hybrid_recipe_uses_the_hybrid_loss_from_the_first_stage():
+    config = config_from_args(build_parser().parse_args(recipe_command("sod_hybrid.sh")))
+    assert config.loss == "bce_iou" and config.init == "/runs/sod/best.pt" and config.model == "mbv2_unet_sod"
+
+
+def test_compress_recipe_parses():
+    text = (RECIPES / "compress_sod.sh").read_text().replace("\\\n", " ")
+    line = next(l for l in text.splitlines() if l.strip().startswith("edgematte pipeline"))
+    line = re.sub(r"\$(\w+)", lambda m: VARS[m.group(1)], line.replace('"$@"', ""))
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert args.checkpoint == "/runs/sod/best.pt" and args.distill and args.ratio == 0.5 and args.train
