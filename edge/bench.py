@@ -150,7 +150,8 @@ def build_rows(models: Sequence[str], devices: Sequence[str], vs: Sequence[str] 
                 rows.append(Row(label + " torch", model, device, "torch", lambda p=path, d=device: load_model(
                     p, device=d)))
             for name in vs:
-                if suffix == ".onnx" and not (name == "onnxruntime" and is_cuda(device)):  # that row is there
+                # kit ONNX files only: a foreign model (PATH@SPEC) is fed by its spec through OpenVINO
+                if suffix == ".onnx" and not spec and not (name == "onnxruntime" and is_cuda(device)):
                     rows.append(Row("{} {}".format(label, name), model, device, name,
                                     lambda p=path, d=device, f=backend(name): f(p, d, threads)))
     if not rows:

@@ -86,3 +86,13 @@ def test_absent_cuda_is_a_row_note_not_a_crash(tmp_path, capsys):
     assert main(["bench", str(onnx), "-d", "CUDA", "--niter", "2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "CUDA" in err[0]
+
+
+def test_foreign_onnx_with_a_spec_gets_no_kit_onnxruntime_row(tmp_path):
+    """--vs onnxruntime adds rows for kit ONNX files only; PATH@SPEC is fed by its spec through OpenVINO."""
+    onnx = build_onnx(tmp_path, name="tiny", size=(32, 40))
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"name": "peer", "input_size": [32, 40], "layout": "NCHW", "color": "RGB", "scale": 255.0}')
+    rows = build_rows([str(onnx) + "@" + str(spec), str(onnx)], ["CPU"], ["onnxruntime"])
+    assert [(r.label, r.backend) for r in rows] == [("tiny [CPU]", "openvino"), ("tiny [CPU]", "openvino"),
+                                                    ("tiny [CPU] onnxruntime", "onnxruntime")]

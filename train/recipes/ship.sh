@@ -4,7 +4,7 @@
 # Run from the repository root after sod.sh and portrait_mbv2.sh (or set SOD / PORTRAIT to other checkpoints).
 set -euo pipefail
 DATA=${DATA:-../shared/data}
-SOD=${SOD:-runs/sod_e7/best.pt}
+SOD=${SOD:-runs/sod_hybrid/best.pt}   # second stage (sod_hybrid.sh) of sod.sh's run
 PORTRAIT=${PORTRAIT:-runs/portrait_mbv2_224/best.pt}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
