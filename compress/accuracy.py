@@ -7,7 +7,8 @@ import numpy as np
 from edgematte.edge.card import ModelCard
 from edgematte.edge.datasets import find_pairs, read_pair
 from edgematte.edge.errors import InputError
-from edgematte.edge.runtime import to_network_input
+from edgematte.edge.evaluate import alpha_of
+from edgematte.edge.runtime import from_network_output, to_network_input
 
 DEFAULT_VAL_LIMIT = 200
 # Higher is better for NNCF; the drop is absolute, in the units of the score.
@@ -30,21 +31,12 @@ def validation_items(card: ModelCard, folder: str, limit: int = DEFAULT_VAL_LIMI
     return items
 
 
-def foreground(output: np.ndarray, task: str) -> np.ndarray:
-    """HxW foreground estimate of a raw network output (1, C, H, W): the map itself, or fg + unknown/2 of a trimap."""
-    maps = np.asarray(output, dtype=np.float32)[0]
-    if task == "trimap":
-        return maps[2] + 0.5 * maps[1]
-    return maps[0]
-
-
 def validation_score(compiled: Any, items: Iterable[Item], card: ModelCard) -> Tuple[float, List[float]]:
-    """(mean score, per-item scores) with score = 1 - mean |foreground - alpha|, NNCF's validation_fn contract."""
+    """(mean score, per-item scores) with score = 1 - mean |foreground - alpha|, NNCF's validation_fn contract; the
+    raw output goes through the runtime's own post-processing and `edgematte eval`'s foreground (alpha_of)."""
     scores = []  # type: List[float]
     output = compiled.outputs[0]
     for network_input, gt in items:
-        fg = foreground(compiled([network_input])[output], card.task)
-        if fg.shape != gt.shape:
-            fg = cv2.resize(fg, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
-        scores.append(1.0 - float(np.abs(np.clip(fg, 0.0, 1.0) - gt).mean()))
+        fg = alpha_of(from_network_output(compiled([network_input])[output], card, gt.shape))
+        scores.append(1.0 - float(np.abs(fg - gt).mean()))
     return float(np.mean(scores)) if scores else 0.0, scores

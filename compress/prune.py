@@ -10,9 +10,10 @@ This module imports no torch at load time (the CLI registers every verb at start
 """
 import argparse
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from edgematte.edge.configs import dataclass_from_dict
 from edgematte.edge.errors import InputError
 
 from ._prune_targets import STRATEGIES, PruneTarget, known_targets, prune_target, register_prune_target
@@ -28,20 +29,6 @@ RECORD_FORMAT = 1
 
 class PruneConfigError(InputError, ValueError):
     """A pruning setting is out of range or unknown."""
-
-
-def _from_dict(cls: Any, data: Any, what: str) -> Any:
-    if not isinstance(data, dict):
-        raise PruneConfigError("{} must be a JSON object, got {}".format(what, type(data).__name__))
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise PruneConfigError("{} has unknown field(s) {} (known: {})".format(
-            what, ", ".join(unknown), ", ".join(sorted(known))))
-    try:
-        return cls(**data)
-    except TypeError as exc:
-        raise PruneConfigError("{} is malformed: {}".format(what, exc)) from None
 
 
 @dataclass
@@ -83,7 +70,7 @@ class PruneConfig:
     @classmethod
     def from_dict(cls, data: Any) -> "PruneConfig":
         """From a JSON-style dict; unknown fields are an error."""
-        return _from_dict(cls, data, "prune config")
+        return dataclass_from_dict(cls, data, "prune config", PruneConfigError)
 
 
 @dataclass
@@ -113,7 +100,7 @@ class PruneRecord:
     @classmethod
     def from_dict(cls, data: Any) -> "PruneRecord":
         """From a JSON-style dict; unknown fields are an error."""
-        return _from_dict(cls, data, "prune record")
+        return dataclass_from_dict(cls, data, "prune record", PruneConfigError)
 
     def branches(self) -> Dict[str, Tuple[int, int, int]]:
         """branch -> (groups, channels before, channels after), in the order branches first appear."""

@@ -41,7 +41,8 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def _files_mb(path: str) -> float:
+def model_file_mb(path: str) -> float:
+    """Size of a model file in MB; an IR counts its .xml and .bin together."""
     p = Path(path)
     if p.suffix.lower() == ".xml" and p.with_suffix(".bin").is_file():
         return (p.stat().st_size + p.with_suffix(".bin").stat().st_size) / 1e6
@@ -95,7 +96,7 @@ class Row:
         self.result["first_ms"] = round((time.perf_counter() - start) * 1e3, 2)
         self.result["rss_delta_mb"] = round(_rss_mb() - before, 1)
         source = str(getattr(self.predictor, "source", "") or self.model.split("@")[0])
-        self.result["size_mb"] = round(_files_mb(source), 2) if os.path.isfile(source) else None
+        self.result["size_mb"] = round(model_file_mb(source), 2) if os.path.isfile(source) else None
         card = self.predictor.card
         self.result.update({"precision": card.precision, "input_size": list(card.input_size), "task": card.task})
 

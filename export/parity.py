@@ -10,8 +10,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from torch.overrides import TorchFunctionMode
-
 from edgematte.edge.errors import EdgematteError
 
 FP16_MAX_ABS_DIFF = 0.02  # per image, outputs in [0,1]
@@ -47,14 +45,14 @@ UNDECIDED_BAND = 0.01
 
 def map_iou(a: np.ndarray, b: np.ndarray, thr: float = 0.5, band: float = UNDECIDED_BAND) -> float:
     """IoU@thr of two maps, HxW or HxWxC (the worst channel), over the pixels where the reference `a` is decided
-    (|a - thr| > band); 1.0 when both are empty there."""
+    (|a - thr| > band; band <= 0: every pixel); 1.0 when both are empty there."""
     a = np.asarray(a, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
     if a.ndim == 2:
         a, b = a[..., None], b[..., None]
     worst = 1.0
     for c in range(a.shape[-1]):
-        decided = np.abs(a[..., c] - thr) > band
+        decided = np.abs(a[..., c] - thr) > band if band > 0 else np.ones(a.shape[:-1], bool)
         fa, fb = (a[..., c] >= thr) & decided, (b[..., c] >= thr) & decided
         union = np.count_nonzero(fa | fb)
         worst = min(worst, np.count_nonzero(fa & fb) / union if union else 1.0)
@@ -142,12 +140,17 @@ def onnxruntime_runner(onnx_path: str) -> Run:
     return run
 
 
-class _FP16Storage(TorchFunctionMode):
-    """Rounds every float32 tensor an op returns to FP16 and back: FP16 activations (overflow to inf included)
-    computed at FP32 speed, as FP16 hardware does with FP32 accumulation."""
+def _fp16_storage() -> Any:
+    """A TorchFunctionMode rounding every float32 tensor an op returns to FP16 and back: FP16 activations (overflow
+    to inf included) computed at FP32 speed, as FP16 hardware does with FP32 accumulation. Built on use, so that
+    importing this module (limits and map comparisons, used by the torch-free `parity` verb) needs no torch."""
+    from torch.overrides import TorchFunctionMode
 
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        return _round_fp16(func(*args, **(kwargs or {})))
+    class FP16Storage(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            return _round_fp16(func(*args, **(kwargs or {})))
+
+    return FP16Storage()
 
 
 def _round_fp16(value: Any) -> Any:
@@ -186,7 +189,7 @@ def torch_runner(model: Any, card: Any, fp16: Optional[str] = None) -> Run:
         x = torch.from_numpy(to_network_input(bgr, card, spec)).to(dtype)
         with torch.no_grad():
             if fp16 == "emulate":
-                with _FP16Storage():
+                with _fp16_storage():
                     out = net.deploy_forward(_round_fp16(x))
             else:
                 out = net.deploy_forward(x)

@@ -7,10 +7,11 @@ finishes; a re-run skips finished stages and continues an unfinished fine-tune f
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from edgematte.edge.configs import dataclass_from_dict
 from edgematte.edge.errors import InputError
 from edgematte.edge.io import write_text
 
@@ -67,11 +68,7 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "PipelineConfig":
         """From JSON-style data; unknown fields are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError("pipeline config: unknown fields {}".format(", ".join(unknown)))
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "pipeline config")
 
 
 class Pipeline:
@@ -134,15 +131,14 @@ class Pipeline:
                 "input_size": report.input_size}
 
     def quantize(self, fp32_xml: str, folder: str) -> Dict[str, Any]:
+        from edgematte.compress.accuracy import DEFAULT_VAL_LIMIT
+        from edgematte.compress.cli import output_path
         from edgematte.compress.quantize import quantize_ir
 
-        name = Path(fp32_xml).stem
-        name = name[:-len("_fp32")] if name.endswith("_fp32") else name
-        out = str(self.dir / folder / (name + "_int8.xml"))
+        out = output_path(fp32_xml, str(self.dir / folder))
         c = self.config
         result = quantize_ir(fp32_xml, out, calib=c.calib, subset=c.subset, max_drop=c.max_drop,
-                             val=c.val if c.max_drop is not None else None,
-                             **({"val_limit": c.val_limit} if c.val_limit and c.max_drop is not None else {}))
+                             val=c.val if c.max_drop is not None else None, val_limit=c.val_limit or DEFAULT_VAL_LIMIT)
         return {"irs": {"int8": out}, "accuracy_control": result.get("accuracy_control"),
                 "fake_quantize_ops": result["fake_quantize_ops"]}
 
@@ -150,14 +146,10 @@ class Pipeline:
         from edgematte.compress.prune import PruneConfig, prune_checkpoint
 
         c = self.config
-        options = dict(ratio=c.ratio, backbone_threshold=c.backbone_threshold, round_to=c.round_to)
-        if c.strategy:
-            options["strategy"] = c.strategy
-        prune_checkpoint(c.checkpoint, str(self.dir / "prune"), PruneConfig(**options))
-        pruned = self.dir / "prune" / "pruned.pt"
-        record = json.loads((self.dir / "prune" / "prune.json").read_text())
-        return {"checkpoint": str(pruned), "record": str(self.dir / "prune" / "prune.json"),
-                "params_before": record.get("params_before"), "params_after": record.get("params_after")}
+        result = prune_checkpoint(c.checkpoint, str(self.dir / "prune"), PruneConfig(
+            strategy=c.strategy, ratio=c.ratio, backbone_threshold=c.backbone_threshold, round_to=c.round_to))
+        return {"checkpoint": result.checkpoint, "record": result.record_path,
+                "params_before": result.record.params_before, "params_after": result.record.params_after}
 
     def finetune(self, pruned: str) -> Optional[Dict[str, Any]]:
         from edgematte.train.checkpoint import read_checkpoint

@@ -13,12 +13,12 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from edgematte.edge.errors import DeviceError, EdgematteError, InputError, ModelFileError
-from edgematte.edge.metrics import iou
 from edgematte.edge.runtime import Predictor
 
-# Kept equal to export/parity.py's FP16_MAX_ABS_DIFF / FP16_MIN_IOU (tests check it): importing parity pulls torch in.
-MAX_ABS_DIFF = 0.02  # per image, outputs in [0,1]
-MIN_IOU = 0.99  # IoU of the maps binarised at 0.5, per image, worst channel
+from .parity import FP16_MAX_ABS_DIFF, FP16_MIN_IOU, map_iou, max_abs_diff
+
+MAX_ABS_DIFF = FP16_MAX_ABS_DIFF  # per image, outputs in [0,1]: the FP16 export limits
+MIN_IOU = FP16_MIN_IOU  # IoU of the maps binarised at 0.5, per image, worst channel (every pixel counts)
 MIN_ARGMAX_AGREEMENT = 0.99  # trimap: share of pixels whose most probable class is the same
 CUDA_UNAVAILABLE_EXIT = 3  # exit status of `edgematte parity --ref CUDA` on a machine without a usable CUDA GPU
 DEFAULT_LIMIT = 20
@@ -269,13 +269,10 @@ def compare_maps(reference: np.ndarray, deployed: np.ndarray, trimap: bool = Fal
     b = np.asarray(deployed, dtype=np.float64)
     if a.shape != b.shape:
         raise ModelFileError("reference and IR outputs differ in shape: {} vs {}".format(a.shape, b.shape))
-    if np.isfinite(a).all() and np.isfinite(b).all():
-        diff = np.abs(a - b)
-        worst, mean = (float(diff.max()), float(diff.mean())) if diff.size else (0.0, 0.0)
-    else:
-        worst = mean = float("inf")
-    channels = [(a, b)] if a.ndim == 2 else [(a[..., c], b[..., c]) for c in range(a.shape[-1])]
-    row = {"max_abs_diff": worst, "mean_abs_diff": mean, "iou": float(min(iou(x, y, 0.5) for x, y in channels))}
+    worst = max_abs_diff(a, b)  # inf when either map holds a non-finite value, 0.0 when empty
+    mean = float(np.abs(a - b).mean()) if a.size and math.isfinite(worst) else worst
+    # band 0: every pixel counts here (the export check leaves the undecided band out; this check stays strict)
+    row = {"max_abs_diff": worst, "mean_abs_diff": mean, "iou": float(map_iou(a, b, 0.5, band=0.0))}
     if trimap:
         row["argmax_agreement"] = float(np.mean(np.argmax(a, axis=-1) == np.argmax(b, axis=-1)))
     return row

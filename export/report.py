@@ -1,11 +1,10 @@
 """The pipeline's report: every stage's IR measured side by side (size, params, FLOPs, latency, quality) and compared
 with the unpruned FP32 IR, written as report.json, report.md and report.png."""
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from edgematte.edge.bench import bench, write_plot
+from edgematte.edge.bench import bench, model_file_mb, write_plot
 from edgematte.edge.datasets import find_pairs
 from edgematte.edge.evaluate import evaluate
 from edgematte.edge.io import write_text
@@ -24,10 +23,6 @@ ROWS = (
 # issue 4's target for the last row against the first
 TARGET_SPEEDUP = 3.0
 TARGET_MAX_LOSS = 0.10
-
-
-def _ir_bytes(xml: str) -> int:
-    return os.path.getsize(xml) + os.path.getsize(str(Path(xml).with_suffix(".bin")))
 
 
 def _arch_stats(stages: Dict[str, Any], stage: str) -> Dict[str, Any]:
@@ -56,7 +51,7 @@ def build_report(folder: Path, state: Dict[str, Any], config: Any, verbose: bool
     for stage, precision, label in ROWS:
         if stage in stages and precision in stages[stage].get("irs", {}):
             xml = stages[stage]["irs"][precision]
-            rows.append(dict(label=label, stage=stage, precision=precision.upper(), ir=xml, ir_mb=_ir_bytes(xml) / 1e6,
+            rows.append(dict(label=label, stage=stage, precision=precision.upper(), ir=xml, ir_mb=model_file_mb(xml),
                              **_arch_stats(stages, stage)))
     timing = bench([r["ir"] for r in rows], devices=("CPU",), niter=config.bench_runs, threads=config.threads)
     for row, measured in zip(rows, timing["rows"]):
@@ -73,7 +68,7 @@ def build_report(folder: Path, state: Dict[str, Any], config: Any, verbose: bool
     write_text(str(folder / "report.json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
     write_text(str(folder / "report.md"), markdown(report))
     if config.val:
-        write_plot({"rows": [dict(r, label=r["label"]) for r in rows]}, str(folder / "report.png"))
+        write_plot({"rows": rows}, str(folder / "report.png"))
     if verbose:
         print(markdown(report))
     return report

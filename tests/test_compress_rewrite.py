@@ -16,12 +16,7 @@ from edgematte.train.models.rewrites import (DWSepConv2d, RewriteError, dwsep_fr
                                              parse_kind)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _dense(cin, cout, kernel=3, **kwargs):

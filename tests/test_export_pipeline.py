@@ -13,6 +13,7 @@ from edgematte.train.checkpoint import load_checkpoint, save_checkpoint  # noqa:
 from edgematte.train.models import create_model  # noqa: E402
 from test_data_layouts import make_pairs_dataset  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = {"width": 0.5, "decoder_channels": [32, 24, 16, 16, 16], "input_size": [64, 64]}
 
 
@@ -35,7 +36,6 @@ def _config(root, ckpt, data, out="p", **kw):
 
 def test_pipeline_runs_every_stage_and_reports(setup, capsys):
     root, ckpt, data = setup
-    torch.set_num_threads(1)
     # a chunked fine-tune stops the pipeline before export; the same call continues it
     assert Pipeline(_config(root, ckpt, data), max_steps=1).run() is None
     state = json.loads((root / "p" / "pipeline.json").read_text())

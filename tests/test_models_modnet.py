@@ -11,12 +11,7 @@ from edgematte.train.models import create_model
 from edgematte.train.models.modnet import IBNorm, SafeInstanceNorm2d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_safe_instance_norm_equals_instance_norm_in_fp32():

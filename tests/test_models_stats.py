@@ -6,12 +6,7 @@ from edgematte.train.models import create_model
 from edgematte.train.models.stats import model_stats
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", ["u2netp", "mbv2_unet", "modnet"])

@@ -16,12 +16,7 @@ EXTRA_KEYS = {"modnet": {"semantic", "detail", "matte"}, "u2net": {"logits"}, "u
               "mbv2_unet": {"logits"}, "mbv2_unet_sod": {"logits"}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

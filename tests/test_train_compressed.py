@@ -14,12 +14,7 @@ from test_data_layouts import make_pairs_dataset
 TINY = {"width": 0.35, "decoder_channels": [16, 16, 8, 8, 8], "input_size": [64, 64]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,7 @@ def data(tmp_path_factory) -> str:
     return str(make_pairs_dataset(tmp_path_factory.mktemp("data") / "d", n=6, size=(48, 64)))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(data: str, out: Path, model: str = "mbv2_unet", **kw) -> TrainConfig:

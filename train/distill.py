@@ -1,5 +1,5 @@
 """Knowledge distillation from a teacher (usually the unpruned model) into a pruned or rewritten student."""
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict
 
 import torch
 import torch.nn.functional as F

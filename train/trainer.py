@@ -6,7 +6,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from edgematte.edge.configs import dataclass_from_dict
 from edgematte.edge.errors import EdgematteError, InputError, ModelFileError
 from edgematte.edge.io import write_text
 
@@ -78,11 +79,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
         """Config from a dict; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError("training config: unknown fields {}".format(", ".join(unknown)))
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "training config")
 
     @classmethod
     def from_json(cls, text: str, source: str = "config.json") -> "TrainConfig":
@@ -232,12 +229,11 @@ def _load_train_state(path: Path) -> Dict[str, Any]:
     return ckpt
 
 
-def _architecture_of(path: str, arch: str) -> Dict[str, Any]:
-    """The model config of kit checkpoint `path` when it is of architecture `arch` (so a pruned or rewritten
+def _architecture_of(ckpt: Any, arch: str) -> Dict[str, Any]:
+    """The model config of a loaded kit checkpoint when it is of architecture `arch` (so a pruned or rewritten
     checkpoint trains as itself); {} for other files (upstream state dicts, other architectures)."""
-    from .checkpoint import FORMAT, read_checkpoint
+    from .checkpoint import FORMAT
 
-    ckpt = read_checkpoint(path)
     if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT and ckpt.get("arch") == arch:
         config = ckpt.get("config")
         if isinstance(config, dict):
@@ -245,12 +241,9 @@ def _architecture_of(path: str, arch: str) -> Dict[str, Any]:
     return {}
 
 
-def _init_weights(model: torch.nn.Module, path: str) -> str:
-    """Copy the weights of `path` (a kit checkpoint or a released upstream state dict) whose names and shapes
-    match; a one-line summary."""
-    from .checkpoint import read_checkpoint
-
-    ckpt = read_checkpoint(path)
+def _init_weights(model: torch.nn.Module, ckpt: Any, path: str) -> str:
+    """Copy the weights of `ckpt`, loaded from `path` (a kit checkpoint or a released upstream state dict), whose
+    names and shapes match; a one-line summary."""
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ModelFileError("{}: holds no state dict to initialise from".format(path))
@@ -381,9 +374,13 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
     seed_everything(config.seed)
     if config.from_scratch and not config.init:
         raise InputError("--from-scratch needs --init CKPT: the (pruned or rewritten) architecture to train anew")
+    init_ckpt = None  # read once: its architecture now, its weights once the model is built
     if config.init and not (resume and last_path.is_file()):
+        from .checkpoint import read_checkpoint
+
+        init_ckpt = read_checkpoint(config.init)
         # the run's config.json then holds the architecture itself: resume needs no init file
-        config.model_config = {**_architecture_of(config.init, config.model), **config.model_config}
+        config.model_config = {**_architecture_of(init_ckpt, config.model), **config.model_config}
 
     model, size = _build_model(config)
     core = model
@@ -395,8 +392,8 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
     metric_name, metric_fn, higher_better = VAL_METRICS[task]
     mean, std = core.config.mean, core.config.std
     distiller = load_teacher(config.distill, core, env.device, config.distill_weight) if config.distill else None
-    if config.init and not config.from_scratch and not (resume and last_path.is_file()):
-        note = _init_weights(core, config.init)
+    if init_ckpt is not None and not config.from_scratch:
+        note = _init_weights(core, init_ckpt, config.init)
         if env.main:
             print(note)
 

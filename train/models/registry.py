@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Optional, Type
 from torch import nn
 
 from edgematte.edge.card import TASKS
+from edgematte.edge.configs import dataclass_from_dict
 from edgematte.edge.errors import EdgematteError
 
 from .channels import ChannelRecordError, apply_channels, channel_record
@@ -77,18 +78,8 @@ def model_task(name: str) -> str:
 
 def config_from_dict(name: str, data: Dict[str, Any]) -> Any:
     """Config dataclass of model `name` from a JSON-style dict; unknown fields are an error."""
-    cls = get_config_class(name)
-    if not isinstance(data, dict):
-        raise ModelConfigError("{} config must be a JSON object, got {}".format(name, type(data).__name__))
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ModelConfigError("{} config has unknown field(s) {} (known: {})".format(
-            name, ", ".join(unknown), ", ".join(sorted(known))))
-    try:
-        config = cls(**data)
-    except (TypeError, ValueError) as exc:
-        raise ModelConfigError("{} config is malformed: {}".format(name, exc)) from None
+    config = dataclass_from_dict(get_config_class(name), data, "{} config".format(name), ModelConfigError,
+                                 (TypeError, ValueError))
     _normalise(config)
     return config
 
