@@ -7,15 +7,15 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from edgematte.edge._ov import Core
+from edgematte.edge._ov import Core, with_exact_precision
 from edgematte.edge.card import ModelCard, save_ir
+from edgematte.edge.datasets import IMAGE_EXTS, list_images
 from edgematte.edge.errors import EdgematteError, InputError, ModelFileError
 from edgematte.edge.io import read_image
 from edgematte.edge.runtime import to_network_input
 
 from .accuracy import DEFAULT_VAL_LIMIT, SCORE_NAME, validation_items, validation_score
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PRESETS = ("performance", "mixed")
 DEFAULT_SUBSET = 300  # NNCF's own default calibration subset size
 # calib_data/ ships beside the packages in the source tree (an installed wheel has no copy: pass --calib)
@@ -32,9 +32,9 @@ def calibration_files(folder: Optional[str] = None) -> List[Path]:
     if not root.is_dir():
         hint = "" if folder else " (calib_data/ ships in the source tree only: pass --calib DIR)"
         raise CalibrationError("{}: calibration folder not found{}".format(root, hint))
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(root)
     if not files:
-        raise CalibrationError("{}: no calibration images ({}) in the folder".format(root, ", ".join(IMAGE_SUFFIXES)))
+        raise CalibrationError("{}: no calibration images ({}) in the folder".format(root, ", ".join(IMAGE_EXTS)))
     return files
 
 
@@ -134,8 +134,9 @@ def quantize_ir(xml_path: str, out_xml: str, calib: Optional[str] = None, subset
     out = Path(out_xml)
     if control is not None:
         core = Core()
-        control["score_source"] = validation_score(core.compile_model(model, "CPU"), items, card)[0]
-        control["score_int8"] = validation_score(core.compile_model(saved, "CPU"), items, card)[0]
+        exact = with_exact_precision(core, "CPU")
+        control["score_source"] = validation_score(core.compile_model(model, "CPU", exact), items, card)[0]
+        control["score_int8"] = validation_score(core.compile_model(saved, "CPU", exact), items, card)[0]
         control["drop"] = control["score_source"] - control["score_int8"]
     return {"accuracy_control": control, "source": str(xml_path), "path": str(out), "calibration_images": len(inputs),
             "calibration_folder": str(calib or DEFAULT_CALIB), "preset": preset,

@@ -119,15 +119,17 @@ def is_cuda(device: str) -> bool:
     return name == "CUDA" and (not index or index.isdigit())
 
 
-def _ov_config(hint: str, threads: int) -> Dict[str, str]:
+def _ov_config(hint: str, threads: int, precision: str = "") -> Dict[str, str]:
     config = {"PERFORMANCE_HINT": HINTS[hint]}
     if threads:
         config["INFERENCE_NUM_THREADS"] = str(int(threads))
+    if precision:  # else the runtime keeps the IR's own precision on CPU (f32 compute)
+        config["INFERENCE_PRECISION_HINT"] = precision
     return config
 
 
 def build_rows(models: Sequence[str], devices: Sequence[str], vs: Sequence[str] = (), hint: str = "latency",
-               threads: int = 0) -> List[Row]:
+               threads: int = 0, precision: str = "") -> List[Row]:
     """The rows to measure: every MODEL on every device, plus --vs backends; PATH@SPEC is a foreign model."""
     from .foreign import ForeignPredictor, load_spec
     from .runtime import load_model
@@ -140,10 +142,10 @@ def build_rows(models: Sequence[str], devices: Sequence[str], vs: Sequence[str] 
             label = "{} [{}]".format(Path(path).stem if suffix else path, device)
             if spec:
                 rows.append(Row(label, model, device, "openvino", lambda p=path, s=spec, d=device: ForeignPredictor(
-                    p, load_spec(s), device=d, config=_ov_config(hint, threads))))
+                    p, load_spec(s), device=d, config=_ov_config(hint, threads, precision))))
             elif suffix in (".xml", ".onnx", "") and not is_cuda(device):
                 rows.append(Row(label, model, device, "openvino", lambda p=path, d=device: load_model(
-                    p, device=d, config=_ov_config(hint, threads))))
+                    p, device=d, config=_ov_config(hint, threads, precision))))
             elif suffix == ".onnx":  # CUDA: ONNX Runtime's CUDA execution provider, loaded by entry point
                 rows.append(Row(label + " onnxruntime", model, device, "onnxruntime",
                                 lambda p=path, d=device: backend("onnxruntime")(p, d, threads)))
@@ -161,15 +163,18 @@ def build_rows(models: Sequence[str], devices: Sequence[str], vs: Sequence[str] 
     return rows
 
 
-def _data_images(data: str, limit: int) -> List[Any]:
-    """(image, mask or None) pairs from a dataset folder (masks when its layout has them), the first `limit`."""
-    from .datasets import find_pairs, read_pair
+def _data_images(data: str, limit: int, include: Sequence[str] = ()) -> List[Any]:
+    """(image, mask or None) pairs from a dataset folder (masks when its layout has them), the first `limit` of
+    those whose stem matches an `include` glob (all when none)."""
+    from .datasets import filter_pairs, find_pairs, list_images, read_pair
 
     try:
-        pairs = find_pairs(data)[:limit]
+        pairs = filter_pairs(find_pairs(data), include, source=data)[:limit]
         return [read_pair(p) for p in pairs]
     except InputError:
-        files = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:limit]
+        if include:
+            raise
+        files = list_images(data)[:limit]
         if not files:
             raise InputError("{}: no images to benchmark on".format(data)) from None
         return [(read_image(str(p)), None) for p in files]
@@ -177,9 +182,10 @@ def _data_images(data: str, limit: int) -> List[Any]:
 
 def bench(models: Sequence[str], devices: Sequence[str] = ("CPU",), vs: Sequence[str] = (), hint: str = "latency",
           nireq: int = 0, niter: int = 50, seconds: float = 0.0, data: Optional[str] = None, data_limit: int = 50,
-          percentile: int = 90, threads: int = 0, warmup: int = 3) -> Dict[str, Any]:
+          percentile: int = 90, threads: int = 0, warmup: int = 3, data_filter: Sequence[str] = (),
+          precision: str = "") -> Dict[str, Any]:
     """Measure every row in one run (interleaved) and return {"rows": [...], "settings": {...}}."""
-    planned = build_rows(models, devices, vs, hint, threads)
+    planned = build_rows(models, devices, vs, hint, threads, precision)
     probe = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
     rows, unavailable = [], []  # type: List[Row], List[Row]
     for row in planned:
@@ -206,7 +212,7 @@ def bench(models: Sequence[str], devices: Sequence[str] = ("CPU",), vs: Sequence
         rounds += 1
         if (seconds and time.perf_counter() - started >= seconds) or (not seconds and rounds >= niter):
             break
-    pairs = _data_images(data, data_limit) if data else []
+    pairs = _data_images(data, data_limit, data_filter) if data else []
     for row in rows:
         row.result["latency"] = _stats(row.times, percentile)
         row.result["throughput_fps"] = _throughput(row, probe, nireq, max(8, min(64, niter)))
@@ -219,7 +225,9 @@ def bench(models: Sequence[str], devices: Sequence[str] = ("CPU",), vs: Sequence
         row.result["ratio_to_first"] = round(row.result["latency"]["median_ms"] / base, 3) if base else None
     return {"rows": [r.result for r in rows], "unavailable": [r.result for r in unavailable],
             "settings": {"devices": list(devices), "hint": hint, "nireq": nireq, "rounds": rounds, "warmup": warmup,
-                         "percentile": percentile, "threads": threads, "data": data, "data_images": len(pairs),
+                         "percentile": percentile, "threads": threads, "data": data, "data_filter": list(data_filter),
+                         "precision": precision or "model",
+                         "data_images": len(pairs),
                          "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}}
 
 
@@ -370,6 +378,8 @@ def register(subparsers: Any) -> None:
                    help="comma-separated devices: OpenVINO's (CPU, GPU, ...) and CUDA[:N] for .onnx (ONNX Runtime "
                         "CUDA provider) and checkpoints (PyTorch) (default CPU)")
     p.add_argument("--hint", choices=sorted(HINTS), default="latency", help="OpenVINO performance hint")
+    p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="", help="OpenVINO inference precision "
+                   "(default: the IR's own, f32 compute on CPU; bf16 is faster on AVX512-BF16/AMX CPUs)")
     p.add_argument("--nireq", type=int, default=0, help="requests in flight for the throughput run (0: optimal)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--niter", type=int, default=50, help="interleaved rounds (default 50)")
@@ -378,6 +388,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--percentile", type=int, default=90, help="latency percentile to report (default 90)")
     p.add_argument("--data", metavar="DIR", help="real images (with masks: quality too) for the end-to-end split")
     p.add_argument("--data-limit", type=int, default=50, metavar="N", help="images of --data to use (default 50)")
+    p.add_argument("--data-filter", nargs="+", default=[], metavar="GLOB", help="only --data pairs whose stem "
+                   "matches one of these globs (e.g. 'vikram_*'), before --data-limit")
     p.add_argument("--vs", default="", metavar="LIST", help="extra backends: onnxruntime (for .onnx models)")
     p.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     p.add_argument("--csv", metavar="FILE", help="write one CSV row per model and device")
@@ -392,7 +404,8 @@ def run(args: Any) -> int:
     for name in vs:
         backend(name)  # an unknown or uninstalled backend fails before anything is measured
     report = bench(args.models, [d.strip() for d in args.device.split(",") if d.strip()], vs, args.hint, args.nireq,
-                   args.niter, args.time, args.data, args.data_limit, args.percentile, args.threads)
+                   args.niter, args.time, args.data, args.data_limit, args.percentile, args.threads,
+                   data_filter=args.data_filter, precision=args.precision)
     print(table(report))
     print("rounds {} interleaved, ratios are median latency over the first row's; load average {}".format(
         report["settings"]["rounds"], report["settings"]["loadavg"]))

@@ -51,6 +51,13 @@ def _files(folder: Path, exts: Sequence[str], recursive: bool = False) -> List[P
     return sorted(p for p in it if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
 
 
+def list_images(folder, recursive: bool = True) -> List[Path]:
+    """The image files under `folder` (every IMAGE_EXTS suffix, any case), sorted, hidden files skipped: the one
+    listing behind calibration, background, benchmark and parity folders."""
+    root = Path(folder)
+    return _files(root, IMAGE_EXTS, recursive) if root.is_dir() else []
+
+
 def _match(images: Path, masks: Path, scan: Scan) -> None:
     """Pair files of two folders by stem into `scan`, counting stems without a partner."""
     mask_by_stem = {}  # type: Dict[str, Path]

@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from ._ov import AsyncInferQueue, Core, version
+from ._ov import AsyncInferQueue, Core, version, with_exact_precision
 from .card import ModelCard, Normalisation, sha256_file
 from .errors import DeviceError, InputError, ModelFileError
 from .io import write_text
@@ -214,7 +214,7 @@ class ForeignPredictor(Predictor):
         if threads:
             compile_config.setdefault("INFERENCE_NUM_THREADS", str(int(threads)))
         try:
-            self._compiled = core.compile_model(model, device, compile_config)
+            self._compiled = core.compile_model(model, device, with_exact_precision(core, device, compile_config))
         except Exception as exc:  # noqa: BLE001
             raise DeviceError("{}: cannot compile on device {!r} ({})".format(
                 self.path, device, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)) from None

@@ -8,7 +8,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optiona
 import cv2
 import numpy as np
 
-from ._ov import Core, Type
+from ._ov import Core, Type, with_exact_precision
 from .card import ONNX_METADATA_KEY, ModelCard, sha256_file
 from .errors import DeviceError, EdgematteError, InputError, ModelFileError
 from .zoo import is_zoo_name, path_for
@@ -433,7 +433,7 @@ def _compile(core: Any, model: Any, device: str, config: Optional[Dict[str, Any]
     """core.compile_model, with a failure (the device cannot run the model, a bad config) as one DeviceError line
     naming the model, the device and OpenVINO's reason."""
     try:
-        return core.compile_model(model, device, dict(config or {}))
+        return core.compile_model(model, device, with_exact_precision(core, device, config))
     except (RuntimeError, TypeError, ValueError) as exc:
         raise DeviceError("{}: device {} cannot compile the model: {}".format(
             source, _quoted(device), _ov_reason(exc))) from None

@@ -18,11 +18,11 @@ Call = Callable[[], Any]
 
 def _openvino_call(xml_path: str, threads: int) -> Call:
     """One synchronous inference of the IR on a random u8 BGR NHWC image, compiled for latency on `threads`."""
-    from edgematte.edge._ov import Core
+    from edgematte.edge._ov import Core, with_exact_precision
 
     core = Core()
-    compiled = core.compile_model(str(xml_path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                         "INFERENCE_NUM_THREADS": int(threads)})
+    compiled = core.compile_model(str(xml_path), "CPU", with_exact_precision(core, "CPU", {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads)}))
     shape = [int(d) for d in compiled.input(0).get_partial_shape().to_shape()]
     image = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
     request = compiled.create_infer_request()

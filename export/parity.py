@@ -17,7 +17,6 @@ FP16_MIN_IOU = 0.99  # IoU of the maps binarised at 0.5, per image and per outpu
 ONNX_IR_MAX_ABS_DIFF = 1e-3  # onnxruntime vs OpenVINO FP32 (preprocessing inside the IR vs numpy)
 ONNX_IR_MIN_IOU = 0.999
 SYNTHETIC = "synthetic"  # `folder` value asking for synthetic images even when real ones are there
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 Image = Tuple[str, np.ndarray]  # (name, BGR uint8 HxWx3)
@@ -86,12 +85,13 @@ def synthetic_images(count: int, size: Sequence[int] = (240, 320), seed: int = 0
 def parity_images(count: int = 8, folder: Optional[str] = None) -> Tuple[List[Image], str]:
     """`count` images (the first ones, by name) from `folder` or duts-te-val when present, else synthetic ones;
     returns (images, where they came from)."""
+    from edgematte.edge.datasets import list_images
     from edgematte.edge.io import read_image
 
     if folder == SYNTHETIC:
         return synthetic_images(count), SYNTHETIC
     root = Path(folder) if folder else default_image_dir()
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
+    files = list_images(root, recursive=False)
     if not files:
         return synthetic_images(count), "synthetic"
     return [(p.stem, read_image(str(p))) for p in files[:count]], str(root)

@@ -24,7 +24,6 @@ CUDA_UNAVAILABLE_EXIT = 3  # exit status of `edgematte parity --ref CUDA` on a m
 DEFAULT_LIMIT = 20
 DATA_DIR = "calib_data"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 Image = Tuple[str, np.ndarray]  # (name, BGR uint8 HxWx3)
@@ -239,7 +238,7 @@ def default_data_dir() -> Path:
 def image_files(data: Optional[str] = None) -> List[Tuple[str, Path]]:
     """(name, path) of the images of a dataset folder (any layout edgematte eval reads) or an image folder (recursive),
     in a stable order; InputError when there are none."""
-    from edgematte.edge.datasets import find_pairs
+    from edgematte.edge.datasets import IMAGE_EXTS, find_pairs, list_images
 
     root = Path(data) if data else default_data_dir()
     if not root.is_dir():
@@ -247,9 +246,9 @@ def image_files(data: Optional[str] = None) -> List[Tuple[str, Path]]:
     try:
         return [(pair.stem, pair.image) for pair in find_pairs(str(root))]
     except InputError:  # not a dataset: every image below the folder
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(root)
         if not files:
-            raise InputError("{}: no images ({})".format(root, ", ".join(IMAGE_SUFFIXES))) from None
+            raise InputError("{}: no images ({})".format(root, ", ".join(IMAGE_EXTS))) from None
         return [(p.relative_to(root).as_posix(), p) for p in files]
 
 

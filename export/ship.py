@@ -1,7 +1,8 @@
 """Ship a trained checkpoint as a zoo model: export, INT8, evaluate every precision, install the one that holds quality.
 
-The zoo folder `<zoo>/<name>/` gets `model.xml` + `model.bin` (the chosen IR, card inside) and `ship.json` (the
-measured table, the rule and the choice). The kit's own defaults are shipped with it into edge/zoo/; a user's models
+The zoo folder `<zoo>/<name>/` gets `model.xml` + `model.bin` (the chosen IR, card inside), `model.pt` (the kit
+checkpoint in its compact form, int8 weights per output channel: the start for fine-tuning, pruning or re-export at
+another size) and `ship.json` (the measured table, the rule, the choice, and the compact checkpoint's own scores). The kit's own defaults are shipped with it into edge/zoo/; a user's models
 go to any folder listed in $EDGEMATTE_ZOO.
 """
 import fnmatch
@@ -17,7 +18,7 @@ from edgematte.edge.datasets import find_pairs
 from edgematte.edge.evaluate import evaluate, summary_table
 from edgematte.edge.io import write_text
 from edgematte.edge.runtime import load_model
-from edgematte.edge.zoo import MODEL_FILE, PACKAGE_DIR
+from edgematte.edge.zoo import CHECKPOINT_FILE, MODEL_FILE, PACKAGE_DIR
 
 from .api import export_model
 
@@ -70,7 +71,15 @@ def ship(checkpoint: str, name: str, val: str, zoo: Optional[str] = None, work: 
         "bin_bytes": {p: Path(x).with_suffix(".bin").stat().st_size for p, x in irs.items()},
         "params": report.params, "flops": report.flops, "input_size": report.input_size,
     }
-    install(irs[chosen], folder / name, record)
+    compact = work_dir / CHECKPOINT_FILE
+    write_compact_checkpoint(checkpoint, str(compact))
+    result = evaluate(load_model(str(compact)), pairs, progress=verbose and sys.stderr.isatty(), data=val)
+    result.model = "{} checkpoint (int8 weights, PyTorch)".format(name)
+    if verbose:
+        print(summary_table([evaluations["fp32"], result]))
+    record["checkpoint_summary"] = result.summary
+    record["checkpoint_bytes"] = compact.stat().st_size
+    install(irs[chosen], folder / name, record, checkpoint=str(compact))
     if verbose:
         print("installed {} ({}) as zoo model '{}' in {}".format(os.path.basename(irs[chosen]), chosen.upper(), name,
                                                                  folder / name))
@@ -79,15 +88,30 @@ def ship(checkpoint: str, name: str, val: str, zoo: Optional[str] = None, work: 
     return record
 
 
-def install(xml: str, folder: Path, record: Dict[str, Any]) -> None:
-    """Copy the IR pair to folder/model.xml(+.bin) and write ship.json; .bin before .xml, each atomically."""
+def write_compact_checkpoint(checkpoint: str, out: str) -> None:
+    """`checkpoint` rewritten with int8 weights per output channel (train.checkpoint.WEIGHT_CODEC), card kept."""
+    from edgematte.edge.card import ModelCard
+    from edgematte.train.checkpoint import RESERVED, load_checkpoint, save_checkpoint
+
+    model, ckpt = load_checkpoint(checkpoint)
+    card = ModelCard.from_dict(ckpt["card"], source=checkpoint) if ckpt.get("card") else None
+    extra = {k: v for k, v in ckpt.items() if k not in RESERVED and k != "train"}
+    save_checkpoint(out, model, card, extra=extra, compact=True)
+
+
+def install(xml: str, folder: Path, record: Dict[str, Any], checkpoint: Optional[str] = None) -> None:
+    """Copy the IR pair (and the compact checkpoint) into `folder`, then write ship.json; .bin before .xml, each
+    atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     source = Path(xml)
-    for src, dst in ((source.with_suffix(".bin"), folder / "model.bin"), (source, folder / MODEL_FILE)):
+    copies = [(source.with_suffix(".bin"), folder / "model.bin"), (source, folder / MODEL_FILE)]
+    if checkpoint is not None:
+        copies.insert(0, (Path(checkpoint), folder / CHECKPOINT_FILE))
+    for src, dst in copies:
         tmp = folder / (".{}.tmp".format(dst.name))
         shutil.copyfile(str(src), str(tmp))
         os.replace(str(tmp), str(dst))
     write_text(str(folder / SHIP_FILE), json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-__all__ = ["ship", "install", "holds_quality", "SHIP_FILE"]
+__all__ = ["ship", "install", "holds_quality", "write_compact_checkpoint", "SHIP_FILE"]

@@ -10,7 +10,7 @@ pytest.importorskip("nncf")
 from conftest import make_scene  # noqa: E402
 from edge_tiny import IR_INPUT  # noqa: E402
 from edgematte.compress.quantize import CalibrationError, quantize_ir  # noqa: E402
-from edgematte.edge._ov import Core, ov  # noqa: E402
+from edgematte.edge._ov import Core, ov, with_exact_precision  # noqa: E402
 from edgematte.edge.card import ModelCard, save_ir, sha256_file  # noqa: E402
 from edgematte.edge.cli import main  # noqa: E402
 from edgematte.edge.runtime import load_model  # noqa: E402
@@ -124,8 +124,9 @@ def plain_drop(source, int8, val) -> float:
     card = ModelCard.read_rt_info(Core().read_model(str(source)))
     items = validation_items(card, str(val))
     core = Core()
-    return (validation_score(core.compile_model(str(source), "CPU"), items, card)[0]
-            - validation_score(core.compile_model(str(int8), "CPU"), items, card)[0])
+    exact = with_exact_precision(core, "CPU")
+    return (validation_score(core.compile_model(str(source), "CPU", exact), items, card)[0]
+            - validation_score(core.compile_model(str(int8), "CPU", exact), items, card)[0])
 
 
 def test_max_drop_needs_validation_data(tmp_path, calib, capsys):

@@ -5,6 +5,7 @@ import torch
 
 from conftest import make_scene
 from edgematte.edge.datasets import find_pairs
+from edgematte.edge.errors import InputError
 from edgematte.train.data.augment import AugmentConfig, augment
 from edgematte.train.data.composite import Compositor, composite
 from edgematte.train.data.dataset import PairDataset, ResumableSampler
@@ -56,11 +57,33 @@ def test_composite_formula_and_compositor(tmp_path):
     comp = Compositor.from_roots([str(backgrounds)], prob=1.0)
     assert len(comp.backgrounds) == 2
     image, alpha = make_scene(40, 40, seed=3)
-    new = comp(image, alpha, np.random.default_rng(0))
-    assert new.shape == image.shape
+    new, same_alpha = comp(image, alpha, np.random.default_rng(0))
+    assert new.shape == image.shape and same_alpha is alpha
     inside = alpha >= 0.999
     assert np.abs(new[inside].astype(int) - image[inside].astype(int)).max() <= 1
     assert not np.array_equal(new[alpha == 0], image[alpha == 0])
+
+
+def test_compositor_zoom_shrinks_foreground_and_keeps_busts_on_the_bottom_edge(tmp_path):
+    backgrounds = make_pairs_dataset(tmp_path / "bg", n=2, size=(30, 20))
+    comp = Compositor.from_roots([str(backgrounds)], prob=1.0, zoom=0.4)
+    bust = np.zeros((60, 40), np.float32)
+    bust[20:, 10:30] = 1.0  # cut by the bottom edge
+    floating = np.zeros((60, 40), np.float32)
+    floating[10:30, 10:30] = 1.0
+    image = np.full((60, 40, 3), 250, np.uint8)
+    for seed in range(20):
+        out, a = comp(image, bust, np.random.default_rng(seed))
+        assert out.shape == image.shape and a.shape == bust.shape
+        assert 0.4 ** 2 * bust.sum() * 0.8 <= a.sum() <= bust.sum() * 1.01
+        assert (a[-1] > 0.5).any(), "a bust stays on the bottom edge"
+        assert np.abs(out[a >= 0.999].astype(int) - 250).max() <= 1, "the foreground colour moves with its alpha"
+        out, a = comp(image, floating, np.random.default_rng(seed))
+        assert a.sum() <= floating.sum() * 1.01
+    tops = {int(np.argmax(comp(image, floating, np.random.default_rng(s))[1].max(axis=1) > 0.5)) for s in range(20)}
+    assert len(tops) > 3, "a floating foreground lands at varied heights"
+    with pytest.raises(InputError):
+        Compositor.from_roots([str(backgrounds)], zoom=0.0)
 
 
 def test_dataset_is_deterministic_per_epoch_and_index(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from edge_tiny import build_ir, build_onnx
 from test_data_layouts import make_pairs_dataset
+from edgematte.edge._ov import Core
 from edgematte.edge.bench import bench, build_rows
 from edgematte.edge.cli import main
 from edgematte.edge.errors import EdgematteError
@@ -38,6 +39,31 @@ def test_rows_measured_side_by_side(tmp_path, capsys):
     assert len(table) == 2 and "latency.median_ms" in table[0] and "quality.iou" in table[0]
     plot = cv2.imread(str(tmp_path / "report.png"))
     assert plot is not None and plot.shape[2] == 3 and plot.std() > 1
+
+
+def test_data_filter_picks_the_pairs_before_the_limit(tmp_path, capsys):
+    a = build_ir(tmp_path / "a", name="alpha_a", size=(32, 32))
+    data = make_pairs_dataset(tmp_path / "data", n=5, size=(40, 50))  # stems s000 .. s004
+    report = bench([str(a)], niter=2, data=str(data), data_limit=1, data_filter=["s00[34]"])
+    assert report["settings"]["data_images"] == 1 and report["settings"]["data_filter"] == ["s00[34]"]
+    report = bench([str(a)], niter=2, data=str(data), data_filter=["s00[34]"])
+    assert report["settings"]["data_images"] == 2
+    assert main(["bench", str(a), "--niter", "2", "--data", str(data), "--data-filter", "nobody_*"]) != 0
+    err = capsys.readouterr().err
+    assert "nobody_*" in err and "Traceback" not in err
+
+
+def test_precision_choice_reaches_the_compiled_model(tmp_path):
+    a = build_ir(tmp_path / "a", name="alpha_a", size=(32, 32))
+    hints = []
+    for precision in ("bf16", ""):
+        row = build_rows([str(a)], ["CPU"], precision=precision)[0]
+        row.load(np.zeros((32, 32, 3), np.uint8))
+        hints.append(str(row.predictor.compiled.get_property("INFERENCE_PRECISION_HINT")))
+    assert "float32" in hints[1]
+    if "BF16" in [str(c) for c in Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]:
+        assert "bfloat16" in hints[0]  # where the CPU has no bf16 OpenVINO falls back to f32
+    assert bench([str(a)], niter=2, precision="bf16")["settings"]["precision"] == "bf16"
 
 
 def test_onnxruntime_row_and_time_budget(tmp_path):

@@ -216,3 +216,17 @@ def test_old_openvino_layout_fallback(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code, str(xml)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ok (9, 7) {}".format(round(expected_prob(200), 4)) in result.stdout
+
+
+def test_cpu_keeps_the_exported_precision_unless_asked(tmp_path: Path) -> None:
+    """The CPU plugin's bf16 default (AVX512-BF16/AMX boxes) is overridden to f32; an explicit choice is kept."""
+    from edgematte.edge._ov import Core, with_exact_precision
+
+    core = Core()
+    assert with_exact_precision(core, "AUTO", {"A": 1}) == {"A": 1}
+    assert with_exact_precision(core, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"}) == {"INFERENCE_PRECISION_HINT": "bf16"}
+    assert with_exact_precision(core, "CPU", {"EXECUTION_MODE_HINT": "PERFORMANCE"}) == {
+        "EXECUTION_MODE_HINT": "PERFORMANCE"}
+    assert with_exact_precision(core, "CPU").get("INFERENCE_PRECISION_HINT") == "f32"
+    predictor = load_model(build_ir(tmp_path))
+    assert "float32" in str(predictor.compiled.get_property("INFERENCE_PRECISION_HINT"))

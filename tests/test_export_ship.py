@@ -11,7 +11,9 @@ from test_data_layouts import make_pairs_dataset  # noqa: E402
 from edgematte.edge.card import ModelCard  # noqa: E402
 from edgematte.edge.cli import main  # noqa: E402
 from edgematte.edge.runtime import load_model  # noqa: E402
+from edgematte.edge.zoo import checkpoint_for  # noqa: E402
 from edgematte.export.ship import holds_quality  # noqa: E402
+from edgematte.train.checkpoint import load_checkpoint  # noqa: E402
 from edgematte.train.trainer import TrainConfig, fit  # noqa: E402
 
 
@@ -40,7 +42,14 @@ def test_ship_installs_a_loadable_zoo_model(tmp_path, monkeypatch, capsys):
     assert record["chosen"] == ("int8" if record["int8_holds_quality"] else "fp16")
     assert set(record["summary"]) == {"fp32", "fp16", "int8"}
     assert record["bin_bytes"]["fp16"] < record["bin_bytes"]["fp32"]
-    assert sorted(p.name for p in (zoo / "mine").iterdir()) == ["model.bin", "model.xml", "ship.json"]
+    assert sorted(p.name for p in (zoo / "mine").iterdir()) == ["model.bin", "model.pt", "model.xml", "ship.json"]
+    # the compact kit checkpoint ships too, opens like any checkpoint and scores like the FP32 IR
+    assert record["checkpoint_bytes"] == (zoo / "mine" / "model.pt").stat().st_size
+    assert record["checkpoint_bytes"] < 0.4 * (run / "best.pt").stat().st_size
+    fp32_mae = record["summary"]["fp32"]["mean"]["mae"]
+    assert record["checkpoint_summary"]["mean"]["mae"] == pytest.approx(fp32_mae, abs=0.02)
+    assert checkpoint_for("mine", str(zoo)) == zoo / "mine" / "model.pt"
+    assert load_checkpoint(str(zoo / "mine" / "model.pt"))[1]["card"]["name"] == "run"
 
     monkeypatch.setenv("EDGEMATTE_ZOO", str(zoo))
     model = load_model("mine")

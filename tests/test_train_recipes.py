@@ -10,7 +10,7 @@ from edgematte.train.cli import config_from_args
 
 RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
 VARS = {"DATA": "/data", "RUN": "/runs/r", "EPOCHS": "3", "BATCH": "8", "INIT": "/runs/sod/best.pt",
-        "CKPT": "/runs/sod/best.pt", "OUT": "/runs/p", "RATIO": "0.5"}
+        "CKPT": "/runs/sod/best.pt", "OUT": "/runs/p", "RATIO": "0.5", "PEOPLE": "/runs/people"}
 
 
 def recipe_command(script: str):
@@ -21,11 +21,12 @@ def recipe_command(script: str):
     return shlex.split(line)[1:]
 
 
-@pytest.mark.parametrize("script", ["sod.sh", "sod_hybrid.sh", "portrait.sh", "portrait_mbv2.sh"])
+@pytest.mark.parametrize("script", ["sod.sh", "sod_hybrid.sh", "portrait.sh", "portrait_mbv2.sh",
+                                    "portrait_people.sh", "portrait_pruned.sh"])
 def test_recipe_parses_and_resumes(script):
     args = build_parser().parse_args(recipe_command(script) + ["--max-steps", "10"])
     config = config_from_args(args)
-    assert args.resume and config.max_steps == 10 and config.out == "/runs/r" and config.epochs == 3
+    assert args.resume and config.max_steps == 10 and config.out in ("/runs/r", "/runs/p/run") and config.epochs == 3
     assert config.model in ("mbv2_unet_sod", "modnet")
 
 
@@ -52,3 +53,17 @@ def test_compress_recipe_parses():
     line = re.sub(r"\$(\w+)", lambda m: VARS[m.group(1)], line.replace('"$@"', ""))
     args = build_parser().parse_args(shlex.split(line)[1:])
     assert args.checkpoint == "/runs/sod/best.pt" and args.distill and args.ratio == 0.5 and args.train
+
+
+@pytest.mark.parametrize("script", ["portrait_people.sh", "portrait_pruned.sh"])
+def test_people_recipes_hold_vikram_and_their_validation_out(script):
+    from edgematte.edge.datasets import Pair, filter_pairs
+
+    config = config_from_args(build_parser().parse_args(recipe_command(script)))
+    names = ["vikram_10.jpg", "ecoreal_3abc.jpg", "ecoreal_0abc.jpg", "ILSVRC2012_test_00000015.jpg",
+             "n02085620_1234.jpg"]
+    pairs = [Pair(image=Path("/p/images") / n) for n in names]
+    assert [p.stem for p in filter_pairs(pairs, config.include, config.exclude)] == ["ecoreal_0abc", "n02085620_1234"]
+    assert [p.stem for p in filter_pairs(pairs, config.val_include, config.val_exclude)] == [
+        "ecoreal_3abc", "ILSVRC2012_test_00000015"]
+    assert config.data.count("/runs/people") == 2 and config.composite_zoom == 0.35 and config.size == 256

@@ -20,7 +20,11 @@ from .models.registry import ModelConfigError
 from .models.stats import count_params
 
 FORMAT = "edgematte-checkpoint/1"
-RESERVED = ("format", "arch", "config", "state_dict", "card")
+RESERVED = ("format", "arch", "config", "state_dict", "card", "weights_codec", "qweights", "qscales")
+# Compact checkpoints (the zoo's): every float weight of 2+ dims as int8 with one fp32 scale per output channel
+# (symmetric, max-abs), everything else as saved. A quarter of the size; read_checkpoint expands them, so every
+# consumer sees an ordinary state dict.
+WEIGHT_CODEC = "int8-per-channel"
 CHECKPOINT_INPUT = {"dtype": "f32", "layout": "NCHW", "color": "RGB", "normalised": True}
 
 
@@ -39,9 +43,45 @@ def card_for(model: nn.Module, name: Optional[str] = None) -> ModelCard:
                      prune=prune)
 
 
+def quantize_weights(state: Mapping[str, torch.Tensor]) -> Dict[str, Dict[str, torch.Tensor]]:
+    """{state_dict: tensors kept as they are, qweights: int8, qscales: fp32 per output channel} of `state`."""
+    kept, qweights, qscales = {}, {}, {}
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and tensor.dim() >= 2:
+            flat = tensor.detach().float().reshape(tensor.shape[0], -1)
+            scale = flat.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            qweights[name] = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(tensor.shape)
+            qscales[name] = scale
+        else:
+            kept[name] = tensor
+    return {"state_dict": kept, "qweights": qweights, "qscales": qscales}
+
+
+def expand_weights(ckpt: Dict[str, Any], source: str = "checkpoint") -> Dict[str, Any]:
+    """The checkpoint with a compact one's int8 weights turned back into float tensors in `state_dict`."""
+    codec = ckpt.get("weights_codec")
+    if codec is None:
+        return ckpt
+    if codec != WEIGHT_CODEC:
+        raise ModelFileError("{}: unknown weights codec {!r} (known: {})".format(source, codec, WEIGHT_CODEC))
+    qweights, qscales = ckpt.get("qweights"), ckpt.get("qscales")
+    if not (_is_state_dict(qweights) and _is_state_dict(qscales)) or set(qweights) != set(qscales):
+        raise ModelFileError("{}: damaged compact checkpoint (int8 weights and scales disagree)".format(source))
+    state = dict(ckpt.get("state_dict") or {})
+    for name, q in qweights.items():
+        scale = qscales[name].float()
+        if q.dtype != torch.int8 or scale.numel() != q.shape[0]:
+            raise ModelFileError("{}: damaged compact checkpoint ({})".format(source, name))
+        state[name] = (q.float().reshape(q.shape[0], -1) * scale[:, None]).reshape(q.shape)
+    out = {k: v for k, v in ckpt.items() if k not in ("weights_codec", "qweights", "qscales")}
+    out["state_dict"] = state
+    return out
+
+
 def save_checkpoint(path: str, model: nn.Module, card: Optional[ModelCard] = None,
-                    extra: Optional[Dict[str, Any]] = None) -> None:
-    """Write {format, arch, config, state_dict, card, **extra} atomically; the channel record is refreshed first."""
+                    extra: Optional[Dict[str, Any]] = None, compact: bool = False) -> None:
+    """Write {format, arch, config, state_dict, card, **extra} atomically; the channel record is refreshed first.
+    `compact` stores the weights as int8 per output channel (WEIGHT_CODEC): for shipping, not for training."""
     clash = sorted(set(extra or {}) & set(RESERVED))
     if clash:
         raise ValueError("extra keys {} clash with the checkpoint's own keys".format(clash))
@@ -54,6 +94,8 @@ def save_checkpoint(path: str, model: nn.Module, card: Optional[ModelCard] = Non
         "card": card.to_dict() if card is not None else None,
     }
     payload.update(extra or {})
+    if compact:
+        payload.update(quantize_weights(payload["state_dict"]), weights_codec=WEIGHT_CODEC)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -67,7 +109,7 @@ def read_checkpoint(path: str, map_location: Any = "cpu") -> Any:
     if os.path.getsize(path) == 0:
         raise ModelFileError("{}: empty file, not a checkpoint".format(path))
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower() or "weights_only" in str(exc):
             raise ModelFileError("{}: holds pickled Python objects, not plain tensors (refusing to unpickle code; "
@@ -78,6 +120,7 @@ def read_checkpoint(path: str, map_location: Any = "cpu") -> Any:
             reason = (str(exc).split(".")[0] or type(exc).__name__).strip()
             raise ModelFileError("{}: truncated or corrupt checkpoint ({})".format(path, reason)) from None
         raise ModelFileError("{}: not a PyTorch checkpoint ({})".format(path, type(exc).__name__)) from None
+    return expand_weights(ckpt, path) if isinstance(ckpt, dict) and "weights_codec" in ckpt else ckpt
 
 
 def _starts_like_zip(path: str) -> bool:

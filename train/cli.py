@@ -48,13 +48,17 @@ def register(subparsers: Any) -> None:
                    help="per-step schedule: cosine to 1%% of --lr (default), step (x0.1 every quarter), constant")
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps (default 0)")
     p.add_argument("--workers", type=int, default=2, help="data-loading worker processes (default 2; 0: inline)")
-    p.add_argument("--init", metavar="CKPT", default=None, help="start from the matching weights of a checkpoint")
+    p.add_argument("--init", metavar="CKPT", default=None, help="start from the matching weights of a checkpoint "
+                   "(a file, or a zoo name such as sod: the kit checkpoint shipped with it)")
     p.add_argument("--resume", action="store_true", help="continue RUNDIR/checkpoints/last.pt exactly "
                    "(the run's config.json wins except --max-steps/--workers/--ckpt-every); starts fresh if absent")
     p.add_argument("--composite", metavar="BGDIR", nargs="+", default=[], help="background folders (datasets or "
                    "plain image folders): composite training foregrounds onto them with their alpha")
     p.add_argument("--composite-prob", type=float, default=0.5, help="probability of compositing a sample "
                    "(default 0.5)")
+    p.add_argument("--composite-zoom", type=float, default=1.0, metavar="S", help="shrink a composited "
+                   "foreground to a random scale in [S, 1] (busts stay on the bottom edge): close-up portraits "
+                   "teach wider framing (default 1: keep the framing)")
     p.add_argument("--max-steps", type=int, default=None, help="stop (and checkpoint) when the global step "
                    "reaches N; the schedule still spans --epochs")
     p.add_argument("--ckpt-every", type=int, default=500, help="write checkpoints/last.pt every N steps "
@@ -96,7 +100,7 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
                        epochs=args.epochs, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                        optimizer=args.optimizer, scheduler=args.scheduler, warmup_steps=args.warmup,
                        workers=args.workers, init=args.init, seed=args.seed, composite=list(args.composite),
-                       composite_prob=args.composite_prob, max_steps=args.max_steps, ckpt_every=args.ckpt_every,
+                       composite_prob=args.composite_prob, composite_zoom=args.composite_zoom, max_steps=args.max_steps, ckpt_every=args.ckpt_every,
                        log_every=args.log_every, amp=not args.no_amp, split=args.split, val_split=args.val_split,
                        include=list(args.include), exclude=list(args.exclude),
                        val_include=list(args.val_include), val_exclude=list(args.val_exclude),

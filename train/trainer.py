@@ -53,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     composite: List[str] = field(default_factory=list)  # background folders for foreground compositing
     composite_prob: float = 0.5
+    composite_zoom: float = 1.0  # smallest scale a composited foreground is shrunk to (1: keep the framing)
     max_steps: Optional[int] = None  # stop this invocation at this global step (the schedule still spans `epochs`)
     ckpt_every: int = 500
     log_every: int = 10
@@ -349,6 +350,15 @@ def _build_model(config: TrainConfig) -> Tuple[torch.nn.Module, Tuple[int, int]]
     return model, (int(h), int(w))
 
 
+def resolve_checkpoint(path_or_name: str) -> str:
+    """A checkpoint path as given, or for a bare zoo name (`sod`) the kit checkpoint shipped with that zoo model."""
+    from edgematte.edge.zoo import checkpoint_for, is_zoo_name
+
+    if os.path.exists(path_or_name) or not is_zoo_name(path_or_name):
+        return path_or_name
+    return str(checkpoint_for(path_or_name))
+
+
 def _card(model: torch.nn.Module, name: str, metrics: Optional[Dict[str, Any]] = None):
     from .checkpoint import card_for
 
@@ -378,7 +388,7 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
     if config.init and not (resume and last_path.is_file()):
         from .checkpoint import read_checkpoint
 
-        init_ckpt = read_checkpoint(config.init)
+        init_ckpt = read_checkpoint(resolve_checkpoint(config.init))
         # the run's config.json then holds the architecture itself: resume needs no init file
         config.model_config = {**_architecture_of(init_ckpt, config.model), **config.model_config}
 
@@ -398,7 +408,8 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
             print(note)
 
     pairs = gather_pairs(config.data, config.split, config.include, config.exclude)
-    compositor = Compositor.from_roots(config.composite, config.composite_prob) if config.composite else None
+    compositor = (Compositor.from_roots(config.composite, config.composite_prob, config.composite_zoom)
+                  if config.composite else None)
     dataset = PairDataset(pairs, size, mean, std, train=True, seed=config.seed, compositor=compositor,
                           trimap_ratio=config.trimap_ratio)
     sampler = ResumableSampler(dataset, num_replicas=env.world, rank=env.rank, shuffle=True, seed=config.seed)

@@ -11,6 +11,7 @@ from ..errors import ModelFileError
 
 ZOO_ENV = "EDGEMATTE_ZOO"
 MODEL_FILE = "model.xml"
+CHECKPOINT_FILE = "model.pt"  # the compact kit checkpoint shipped next to the IR (needs the train extra to open)
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -47,9 +48,19 @@ def path_for(name: str, root: Optional[Union[str, Sequence[str]]] = None) -> Pat
                                                ", ".join(str(d) for d in zoo_dirs(root))))
 
 
+def checkpoint_for(name: str, root: Optional[Union[str, Sequence[str]]] = None) -> Path:
+    """The kit checkpoint shipped with zoo model `name` (model.pt next to its IR); ModelFileError when absent."""
+    xml = path_for(name, root)
+    candidate = xml.parent / CHECKPOINT_FILE
+    if not candidate.is_file():
+        raise ModelFileError("zoo model '{}' ships no checkpoint ({} not found)".format(name, candidate))
+    return candidate
+
+
 def is_zoo_name(text: str) -> bool:
     """True when `text` looks like a bare zoo name (no folder separator, no suffix)."""
     return bool(text) and os.sep not in text and "/" not in text and not Path(text).suffix
 
 
-__all__ = ["ZOO_ENV", "MODEL_FILE", "zoo_dirs", "list_zoo", "path_for", "is_zoo_name"]
+__all__ = ["ZOO_ENV", "MODEL_FILE", "CHECKPOINT_FILE", "zoo_dirs", "list_zoo", "path_for", "checkpoint_for",
+           "is_zoo_name"]

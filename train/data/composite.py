@@ -1,11 +1,11 @@
 """Composite foregrounds onto other backgrounds with their alpha: grows a small portrait set with new scenes."""
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from edgematte.edge.datasets import IMAGE_EXTS, find_pairs, read_bgr
+from edgematte.edge.datasets import find_pairs, list_images, read_bgr
 from edgematte.edge.errors import InputError
 
 
@@ -21,7 +21,7 @@ def background_files(roots: Sequence[str]) -> List[Path]:
             pass
         if not path.is_dir():
             raise InputError("{}: background folder not found".format(path))
-        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+        found = list_images(path)
         if not found:
             raise InputError("{}: no background images found".format(path))
         files.extend(found)
@@ -46,29 +46,57 @@ def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-class Compositor:
-    """Replaces a sample's background by a random background image with probability `prob`."""
+def shrink_into(image: np.ndarray, alpha: np.ndarray, scale: float,
+                rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, Tuple[int, int]]:
+    """The sample scaled by `scale` (< 1) and its top-left corner in the full frame: a foreground cut by the
+    bottom edge (a bust) stays on the bottom edge, any other lands anywhere; the horizontal place is random."""
+    h, w = alpha.shape[:2]
+    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    small_alpha = cv2.resize(alpha, (nw, nh), interpolation=cv2.INTER_AREA)
+    cut_at_bottom = bool((alpha[-1] > 0.5).any())
+    top = h - nh if cut_at_bottom else int(rng.integers(0, h - nh + 1))
+    left = int(rng.integers(0, w - nw + 1))
+    return small, small_alpha, (top, left)
 
-    def __init__(self, backgrounds: Sequence[Path], prob: float = 0.5) -> None:
+
+class Compositor:
+    """Replaces a sample's background by a random background image with probability `prob`; with `zoom` < 1 the
+    foreground is also shrunk to a random scale in [zoom, 1], so close-ups teach the framing of wider shots."""
+
+    def __init__(self, backgrounds: Sequence[Path], prob: float = 0.5, zoom: float = 1.0) -> None:
         if not backgrounds:
             raise InputError("compositing needs at least one background image")
+        if not 0.0 < zoom <= 1.0:
+            raise InputError("composite zoom must lie in (0, 1], got {}".format(zoom))
         self.backgrounds = list(backgrounds)
         self.prob = prob
+        self.zoom = zoom
 
     @classmethod
-    def from_roots(cls, roots: Sequence[str], prob: float = 0.5) -> "Compositor":
+    def from_roots(cls, roots: Sequence[str], prob: float = 0.5, zoom: float = 1.0) -> "Compositor":
         """A compositor over every image found under `roots`."""
-        return cls(background_files(roots), prob)
+        return cls(background_files(roots), prob, zoom)
 
     def __call__(self, image: np.ndarray, alpha: np.ndarray, rng: np.random.Generator,
-                 exclude: Optional[Path] = None) -> np.ndarray:
-        """The image, or (with probability `prob`) its foreground over another background."""
+                 exclude: Optional[Path] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """(image, alpha), or (with probability `prob`) the foreground over another background and its alpha."""
         if rng.random() >= self.prob:
-            return image
+            return image, alpha
         path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
         if exclude is not None and path == exclude and len(self.backgrounds) > 1:
             path = self.backgrounds[(self.backgrounds.index(path) + 1) % len(self.backgrounds)]
         background = random_crop_to(read_bgr(path), image.shape[0], image.shape[1], rng)
         # The image itself stands in for the foreground colour: exact where alpha is 1, a little of the old
         # background bleeds in at soft edges.
-        return composite(image, alpha, background)
+        if self.zoom < 1.0:
+            scale = float(rng.uniform(self.zoom, 1.0))
+            small, small_alpha, (top, left) = shrink_into(image, alpha, scale, rng)
+            out = background.copy()
+            nh, nw = small_alpha.shape[:2]
+            window = out[top:top + nh, left:left + nw]
+            out[top:top + nh, left:left + nw] = composite(small, small_alpha, window)
+            full = np.zeros_like(alpha)
+            full[top:top + nh, left:left + nw] = small_alpha
+            return out, full
+        return composite(image, alpha, background), alpha

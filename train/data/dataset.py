@@ -60,7 +60,7 @@ class PairDataset(Dataset):
             rng = sample_rng(self.seed, self.epoch, index)
             image, alpha = augment(image, alpha, self.size, rng, self.augment_config)
             if self.compositor is not None:
-                image = self.compositor(image, alpha, rng, exclude=pair.image)
+                image, alpha = self.compositor(image, alpha, rng, exclude=pair.image)
             classes = trimap_classes(alpha, self.trimap_ratio, rng)
         else:
             image, alpha = resize_pair(image, alpha, self.size)
