@@ -120,15 +120,20 @@ def load_source(source: str, untrained: bool = False, seed: int = UNTRAINED_SEED
 def export_model(source: str, out_dir: str, formats: Sequence[str] = FORMATS, precisions: Sequence[str] = PRECISIONS,
                  size: Optional[Sequence[int]] = None, dynamic: bool = False, untrained: bool = False,
                  images: Optional[str] = None, image_count: int = 8, opset: int = DEFAULT_OPSET,
-                 torch_fp16: str = "emulate", target: Optional[str] = None, verbose: bool = False) -> ExportReport:
+                 torch_fp16: str = "emulate", target: Optional[str] = None, verbose: bool = False,
+                 fp16_max_diff: Optional[float] = None) -> ExportReport:
     """Export `source` to out_dir/<name>.onnx and <name>_fp32/_fp16.xml/.bin, check parity, write export_report.json.
 
     `images`: folder of parity images, or "synthetic" (default ../shared/data/duts-te-val/images when present,
     else synthetic ones). `torch_fp16`: "emulate" (FP16 rounding of weights and every op output, FP32 speed) or
-    "half" (model.half(), real FP16 CPU kernels, 15-30x slower).
+    "half" (model.half(), real FP16 CPU kernels, 15-30x slower). `fp16_max_diff`: the FP16 checks' max |diff|
+    limit (default 0.02; a model whose sigmoid edges are steep may need a little more, the IoU limit still holds).
     `target` "ncs2" also writes <name>_ncs2.xml: FP16, static, opset10 ops, checked by the NCS2 lint.
     Raises ParityError (after writing the report) when FP16 or ONNX-vs-IR parity fails.
     """
+    fp16_max_diff = parity.FP16_MAX_ABS_DIFF if fp16_max_diff is None else float(fp16_max_diff)
+    if not fp16_max_diff > 0:
+        raise InputError("--fp16-max-diff must be positive, got {}".format(fp16_max_diff))
     if target is not None and target != "ncs2":
         raise InputError("unknown --target {!r} (known: ncs2)".format(target))
     if target == "ncs2" and dynamic:
@@ -156,7 +161,7 @@ def export_model(source: str, out_dir: str, formats: Sequence[str] = FORMATS, pr
     try:
         _export_files(report, model, base_card, out, Path(scratch) if scratch else out, formats, precisions,
                       input_size, dynamic, untrained, source_sha, images, image_count, opset, torch_fp16, target,
-                      verbose)
+                      verbose, fp16_max_diff)
     finally:
         if scratch:  # the ONNX file was only the way to the IR
             shutil.rmtree(scratch, ignore_errors=True)
@@ -173,7 +178,8 @@ def export_model(source: str, out_dir: str, formats: Sequence[str] = FORMATS, pr
 def _export_files(report: ExportReport, model: nn.Module, base_card: Optional[ModelCard], out: Path, onnx_dir: Path,
                   formats: Sequence[str], precisions: Sequence[str], input_size: List[int], dynamic: bool,
                   untrained: bool, source_sha: Optional[str], images: Optional[str], image_count: int, opset: int,
-                  torch_fp16: str, target: Optional[str], verbose: bool) -> None:
+                  torch_fp16: str, target: Optional[str], verbose: bool,
+                  fp16_max_diff: float = parity.FP16_MAX_ABS_DIFF) -> None:
     """Write the ONNX file into onnx_dir and the IRs into out; fill report.onnx/.ir/.parity/.files."""
     name = report.name
     onnx_path = onnx_dir / (name + ".onnx")
@@ -202,7 +208,8 @@ def _export_files(report: ExportReport, model: nn.Module, base_card: Optional[Mo
             report.ir["ncs2"] = {k: v for k, v in ir.items() if k != "path"}
             xml_paths["ncs2"] = xml
             _say(verbose, "ir    {} (NCS2: opset10 rewrites {}, lint passed)".format(xml.name, ir["rewrites"]))
-        _check_parity(report, model, card, onnx_path, xml_paths, images, image_count, precisions, torch_fp16)
+        _check_parity(report, model, card, onnx_path, xml_paths, images, image_count, precisions, torch_fp16,
+                      fp16_max_diff)
 
     written = ([onnx_path] if "onnx" in formats else []) + [
         p for xml in xml_paths.values() for p in (xml, xml.with_suffix(".bin"))]
@@ -211,7 +218,8 @@ def _export_files(report: ExportReport, model: nn.Module, base_card: Optional[Mo
 
 def _check_parity(report: ExportReport, model: nn.Module, card: ModelCard, onnx_path: Path,
                   xml_paths: Dict[str, Path], images: Optional[str], image_count: int,
-                  precisions: Sequence[str], torch_fp16: str) -> None:
+                  precisions: Sequence[str], torch_fp16: str,
+                  fp16_max_diff: float = parity.FP16_MAX_ABS_DIFF) -> None:
     """Fill report.parity: ONNX vs FP32 IR, FP16 IR vs FP32 IR (or vs ONNX), PyTorch FP32 vs FP16 activations."""
     pictures, where = parity.parity_images(image_count, images)
     report.parity_images = where
@@ -223,13 +231,14 @@ def _check_parity(report: ExportReport, model: nn.Module, card: ModelCard, onnx_
     if "fp16" in xml_paths:
         reference = fp32 if fp32 is not None else parity.onnxruntime_runner(str(onnx_path))
         report.parity["ir_fp16_vs_fp32"] = parity.compare(reference, parity.ir_runner(str(xml_paths["fp16"])),
-                                                          pictures, parity.FP16_MAX_ABS_DIFF, parity.FP16_MIN_IOU)
+                                                          pictures, fp16_max_diff, parity.FP16_MIN_IOU)
     if "ncs2" in xml_paths:  # same FP16 limits: the opset10 rewrites must not change the result
         reference = fp32 if fp32 is not None else parity.onnxruntime_runner(str(onnx_path))
         report.parity["ir_ncs2_vs_fp32"] = parity.compare(reference, parity.ir_runner(str(xml_paths["ncs2"])),
-                                                          pictures, parity.FP16_MAX_ABS_DIFF, parity.FP16_MIN_IOU)
+                                                          pictures, fp16_max_diff, parity.FP16_MIN_IOU)
     if "fp16" in precisions or "ncs2" in xml_paths:
-        report.parity["torch_fp16_activations"] = parity.torch_fp16_parity(model, card, pictures, mode=torch_fp16)
+        report.parity["torch_fp16_activations"] = parity.torch_fp16_parity(model, card, pictures, fp16_max_diff,
+                                                                           mode=torch_fp16)
 
 
 def _say(verbose: bool, text: str) -> None:

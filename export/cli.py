@@ -32,6 +32,14 @@ def _csv(text: str) -> List[str]:
     return [part for part in (p.strip() for p in text.split(",")) if part]
 
 
+def _fp16_limit_option(p: argparse.ArgumentParser) -> None:
+    """--fp16-max-diff: the FP16 parity checks' max |diff| limit (the IoU@0.5 >= 0.99 limit is fixed)."""
+    p.add_argument("--fp16-max-diff", type=float, default=None, metavar="D",
+                   help="FP16 vs FP32 parity: largest allowed |diff| of the [0,1] maps per image (default 0.02; the "
+                        "map moves most on the subject's edge, where a steep sigmoid turns a 0.1 logit change into "
+                        "0.025; IoU@0.5 >= 0.99 is always required)")
+
+
 def register(subparsers: Any) -> None:
     """Add the `export` verb."""
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX and OpenVINO IR (FP32/FP16) with checks",
@@ -63,6 +71,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--torch-fp16", choices=("emulate", "half"), default="emulate",
                    help="how the PyTorch FP16-activation check runs: emulate (round weights and every op output to "
                         "FP16, FP32 speed; default) or half (model.half(), real FP16 kernels, 15-30x slower on CPU)")
+    _fp16_limit_option(p)
     p.set_defaults(func=run)
     register_ship(subparsers)
 
@@ -95,6 +104,7 @@ def register_ship(subparsers: Any) -> None:
     p.add_argument("--calib", metavar="DIR", default=None, help="INT8 calibration images (default: calib_data/)")
     p.add_argument("--precision", choices=("auto", "int8", "fp16", "fp32"), default="auto",
                    help="force the installed precision (default auto: INT8 if it keeps quality, else FP16)")
+    _fp16_limit_option(p)
     p.set_defaults(func=run_ship)
 
 
@@ -102,7 +112,7 @@ def run_ship(args: argparse.Namespace) -> int:
     from .ship import ship
 
     ship(args.checkpoint, args.name, args.val, zoo=args.zoo, work=args.work, val_filter=args.val_filter,
-         calib=args.calib, precision=args.precision)
+         calib=args.calib, precision=args.precision, fp16_max_diff=args.fp16_max_diff)
     return 0
 
 
@@ -113,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     report = export_model(args.source, args.out, formats=args.format, precisions=args.precision, size=args.size,
                           dynamic=args.dynamic, untrained=args.untrained, images=args.images,
                           image_count=args.image_count, opset=args.opset,
-                          torch_fp16=args.torch_fp16, target=args.target, verbose=True)
+                          torch_fp16=args.torch_fp16, target=args.target, verbose=True,
+                          fp16_max_diff=args.fp16_max_diff)
     print("report: {}/{}".format(args.out.rstrip("/"), REPORT_NAME))
     return 0

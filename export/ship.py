@@ -38,12 +38,13 @@ def holds_quality(int8: Dict[str, Any], fp32: Dict[str, Any]) -> bool:
 
 def ship(checkpoint: str, name: str, val: str, zoo: Optional[str] = None, work: Optional[str] = None,
          val_filter: Sequence[str] = (), calib: Optional[str] = None, precision: str = "auto",
-         verbose: bool = True) -> Dict[str, Any]:
+         verbose: bool = True, fp16_max_diff: Optional[float] = None) -> Dict[str, Any]:
     """Export `checkpoint`, quantize it, evaluate FP32/FP16/INT8 IRs on `val`, install the choice as zoo `name`."""
     from edgematte.compress.quantize import quantize_ir
 
     work_dir = Path(work or tempfile.mkdtemp(prefix="edgematte-ship-"))
-    report = export_model(checkpoint, str(work_dir), formats=("ir",), precisions=("fp32", "fp16"), verbose=verbose)
+    report = export_model(checkpoint, str(work_dir), formats=("ir",), precisions=("fp32", "fp16"), verbose=verbose,
+                          fp16_max_diff=fp16_max_diff)
     irs = {p: str(work_dir / "{}_{}.xml".format(report.name, p)) for p in ("fp32", "fp16")}
     irs["int8"] = str(work_dir / "{}_int8.xml".format(report.name))
     quantize_ir(irs["fp32"], irs["int8"], calib=calib)
@@ -70,6 +71,8 @@ def ship(checkpoint: str, name: str, val: str, zoo: Optional[str] = None, work: 
         "summary": {p: e.summary for p, e in evaluations.items()},
         "bin_bytes": {p: Path(x).with_suffix(".bin").stat().st_size for p, x in irs.items()},
         "params": report.params, "flops": report.flops, "input_size": report.input_size,
+        "export_parity": {k: {"max_abs_diff": v["max_abs_diff"], "min_iou": v["min_iou"], "limits": v["tolerance"]}
+                          for k, v in report.parity.items()},
     }
     compact = work_dir / CHECKPOINT_FILE
     write_compact_checkpoint(checkpoint, str(compact))

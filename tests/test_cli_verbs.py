@@ -139,9 +139,9 @@ def test_default_zoo_model_per_verb(tiny: Path, tmp_path: Path, run, monkeypatch
     monkeypatch.chdir(tmp_path)
     code, _, err = run("mask", src, "-o", tmp_path / "out")
     assert (code, err) == (0, "")
-    monkeypatch.setitem(DEFAULT_MODEL, "blur", "portrait")  # a verb whose default is not installed
+    monkeypatch.setitem(DEFAULT_MODEL, "blur", "nobody")  # a verb whose default is not installed
     code, _, err = run("blur", src, "-o", tmp_path / "out2")
-    assert code == 1 and "'portrait'" in err
+    assert code == 1 and "'nobody'" in err
 
 
 def test_every_option_has_help() -> None:

@@ -158,8 +158,8 @@ def test_zoo_lookup(tmp_path: Path, monkeypatch) -> None:
     assert zoo.path_for("sod") == tmp_path / "zoo" / "sod" / "model.xml"
     assert load_model("sod").predict(_uniform(5, 6, 200)).shape == (5, 6)
     with pytest.raises(ModelFileError) as info:
-        zoo.path_for("portrait")
-    assert "portrait" in str(info.value) and "sod" in str(info.value) and "-m" in str(info.value)
+        zoo.path_for("nobody")  # installed neither in $EDGEMATTE_ZOO nor in the package
+    assert "nobody" in str(info.value) and "sod" in str(info.value) and "-m" in str(info.value)
     assert zoo.list_zoo(root=str(tmp_path / "nothing")) == []
 
 

@@ -56,3 +56,23 @@ def test_emulated_fp16_tracks_real_half():
     half = parity.torch_fp16_parity(toy, CARD, images, mode="half")
     assert 0 < emulated["max_abs_diff"] < 0.01 and 0 < half["max_abs_diff"] < 0.01
     assert emulated["max_abs_diff"] / half["max_abs_diff"] < 10 and half["max_abs_diff"] / emulated["max_abs_diff"] < 10
+
+
+def test_fp16_limit_reaches_every_fp16_check(tmp_path):
+    """`--fp16-max-diff` is the limit the FP16 IR and FP16-activation checks apply (and ship.json records)."""
+    import json
+
+    from edgematte.edge.errors import InputError
+    from edgematte.export.api import REPORT_NAME, export_model
+
+    common = dict(formats=("ir",), precisions=("fp32", "fp16"), size=(64, 64), untrained=True, images="synthetic",
+                  image_count=2)
+    with pytest.raises(parity.ParityError, match="ir_fp16_vs_fp32|torch_fp16_activations"):
+        export_model("mbv2_unet_sod", str(tmp_path / "strict"), fp16_max_diff=1e-12, **common)
+    strict = json.loads((tmp_path / "strict" / REPORT_NAME).read_text())["parity"]
+    assert strict["ir_fp16_vs_fp32"]["tolerance"]["max_abs_diff"] == 1e-12
+    assert strict["torch_fp16_activations"]["tolerance"]["max_abs_diff"] == 1e-12
+    report = export_model("mbv2_unet_sod", str(tmp_path / "default"), **common)
+    assert report.parity["ir_fp16_vs_fp32"]["tolerance"]["max_abs_diff"] == parity.FP16_MAX_ABS_DIFF
+    with pytest.raises(InputError, match="fp16-max-diff"):
+        export_model("mbv2_unet_sod", str(tmp_path / "bad"), fp16_max_diff=0, **common)

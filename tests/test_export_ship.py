@@ -33,7 +33,7 @@ def test_ship_installs_a_loadable_zoo_model(tmp_path, monkeypatch, capsys):
                     workers=0, log_every=1, model_config={"width": 0.35, "decoder_channels": [16, 16, 8, 8, 8]}))
     zoo = tmp_path / "zoo"
     code = main(["ship", str(run / "best.pt"), "--name", "mine", "--val", data, "--zoo", str(zoo),
-                 "--calib", str(calib), "--work", str(tmp_path / "work")])
+                 "--calib", str(calib), "--work", str(tmp_path / "work"), "--fp16-max-diff", "0.03"])
     assert code == 0
     out = capsys.readouterr().out
     assert "installed" in out and "MINE INT8" in out.upper()
@@ -41,6 +41,7 @@ def test_ship_installs_a_loadable_zoo_model(tmp_path, monkeypatch, capsys):
     assert record["chosen"] in ("int8", "fp16") and record["validation"]["images"] == 6
     assert record["chosen"] == ("int8" if record["int8_holds_quality"] else "fp16")
     assert set(record["summary"]) == {"fp32", "fp16", "int8"}
+    assert record["export_parity"]["ir_fp16_vs_fp32"]["limits"]["max_abs_diff"] == 0.03  # --fp16-max-diff recorded
     assert record["bin_bytes"]["fp16"] < record["bin_bytes"]["fp32"]
     assert sorted(p.name for p in (zoo / "mine").iterdir()) == ["model.bin", "model.pt", "model.xml", "ship.json"]
     # the compact kit checkpoint ships too, opens like any checkpoint and scores like the FP32 IR

@@ -10,7 +10,7 @@ from edgematte.train.cli import config_from_args
 
 RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
 VARS = {"DATA": "/data", "RUN": "/runs/r", "EPOCHS": "3", "BATCH": "8", "INIT": "/runs/sod/best.pt",
-        "CKPT": "/runs/sod/best.pt", "OUT": "/runs/p", "RATIO": "0.5", "PEOPLE": "/runs/people"}
+        "CKPT": "/runs/sod/best.pt", "OUT": "/runs/p", "RATIO": "0.5", "PEOPLE": "/runs/people", "LR": "3e-4", "SEED": "2"}
 
 
 def recipe_command(script: str):
@@ -45,6 +45,7 @@ def test_portrait_recipe_holds_vikram_out(script, model):
 def test_hybrid_recipe_uses_the_hybrid_loss_from_the_first_stage():
     config = config_from_args(build_parser().parse_args(recipe_command("sod_hybrid.sh")))
     assert config.loss == "bce_iou" and config.init == "/runs/sod/best.pt" and config.model == "mbv2_unet_sod"
+    assert config.lr == 3e-4 and config.seed == 2  # LR and SEED reach the command (third stage: LR=3e-4)
 
 
 def test_compress_recipe_parses():

@@ -11,7 +11,7 @@
 set -euo pipefail
 DATA=${DATA:-../shared/data}            # holds portraits/ and duts-tr/
 PEOPLE=${PEOPLE:-runs/data/duts_people}
-INIT=${INIT:-runs/sod_hybrid/best.pt}
+INIT=${INIT:-sod}                       # the shipped sod checkpoint (edge/zoo/sod/model.pt); the 2026-12-01 run used the second stage
 RUN=${RUN:-runs/portrait_people}
 EPOCHS=${EPOCHS:-28}                    # about 2970 steps, 60-75 min on 2 cores
 BATCH=${BATCH:-8}
