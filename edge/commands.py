@@ -8,8 +8,8 @@ from .errors import ModelFileError
 from .io import DEFAULT_MAX_PIXELS, quiet_opencv
 
 # The zoo model each verb uses when -m is not given: `sod` (any salient subject) for masks and cutouts, `portrait`
-# (trained on people) for the background effects; on the held-out vikram_* portraits the two are close (IoU 0.690
-# vs 0.688, MAE 0.109 vs 0.117, boundary IoU 0.372 vs 0.375: train/recipes/README.md).
+# (trained on people) for the background effects; on the held-out vikram_* portraits the two are level (IoU 0.690
+# vs 0.694, boundary IoU 0.372 vs 0.385, MAE 0.109 vs 0.111: train/recipes/README.md).
 DEFAULT_MODEL = {"mask": "sod", "cutout": "sod", "blur": "portrait", "replace": "portrait"}
 
 HELP = {

@@ -5,7 +5,7 @@
 # Each installs model.xml/.bin (INT8 or FP16), model.pt (the compact int8-weight kit checkpoint) and ship.json.
 set -euo pipefail
 DATA=${DATA:-../shared/data}
-SOD=${SOD:-runs/sod_stage3/best.pt}   # third stage: INIT=sod RUN=runs/sod_stage3 EPOCHS=5 LR=3e-4 SEED=2 sod_hybrid.sh
+SOD=${SOD:-runs/sod_stage4/best.pt}   # fourth stage of sod_hybrid.sh (commands in README.md here)
 PORTRAIT=${PORTRAIT:-runs/portrait_pruned/run/best.pt}   # portrait_people.sh, pruned by portrait_pruned.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
