@@ -2,8 +2,9 @@
 
 The zoo folder `<zoo>/<name>/` gets `model.xml` + `model.bin` (the chosen IR, card inside), `model.pt` (the kit
 checkpoint in its compact form, int8 weights per output channel: the start for fine-tuning, pruning or re-export at
-another size) and `ship.json` (the measured table, the rule, the choice, and the compact checkpoint's own scores). The kit's own defaults are shipped with it into edge/zoo/; a user's models
-go to any folder listed in $EDGEMATTE_ZOO.
+another size) and `ship.json` (the measured table, the rule, the choice, and the compact checkpoint's own scores).
+The kit's own defaults are shipped with it into edge/zoo/; a user's models go to any folder listed in
+$EDGEMATTE_ZOO.
 """
 import fnmatch
 import json

@@ -224,7 +224,8 @@ def test_cpu_keeps_the_exported_precision_unless_asked(tmp_path: Path) -> None:
 
     core = Core()
     assert with_exact_precision(core, "AUTO", {"A": 1}) == {"A": 1}
-    assert with_exact_precision(core, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"}) == {"INFERENCE_PRECISION_HINT": "bf16"}
+    chosen = {"INFERENCE_PRECISION_HINT": "bf16"}
+    assert with_exact_precision(core, "CPU", chosen) == chosen
     assert with_exact_precision(core, "CPU", {"EXECUTION_MODE_HINT": "PERFORMANCE"}) == {
         "EXECUTION_MODE_HINT": "PERFORMANCE"}
     assert with_exact_precision(core, "CPU").get("INFERENCE_PRECISION_HINT") == "f32"

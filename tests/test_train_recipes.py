@@ -10,15 +10,26 @@ from edgematte.train.cli import config_from_args
 
 RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
 VARS = {"DATA": "/data", "RUN": "/runs/r", "EPOCHS": "3", "BATCH": "8", "INIT": "/runs/sod/best.pt",
-        "CKPT": "/runs/sod/best.pt", "OUT": "/runs/p", "RATIO": "0.5", "PEOPLE": "/runs/people", "LR": "3e-4", "SEED": "2"}
+        "CKPT": "/runs/sod/best.pt", "OUT": "/runs/p", "RATIO": "0.5", "PEOPLE": "/runs/people", "LR": "3e-4",
+        "SEED": "2", "WARMUP": "50", "CHUNK": "400"}
 
 
-def recipe_command(script: str):
-    """The `edgematte train ...` command of a recipe (backslash continuations joined, variables filled in)."""
+def recipe_command(script: str, variables=None):
+    """The `edgematte train ...` command of a recipe (backslash continuations joined, variables filled in); a
+    recipe that trains through another one (VAR=... bash other.sh ARGS) gives the other's command with its
+    variables set and ARGS appended."""
+    variables = dict(VARS, **(variables or {}))
     text = (RECIPES / script).read_text().replace("\\\n", " ")
-    line = next(l for l in text.splitlines() if l.strip().startswith("edgematte train"))
-    line = re.sub(r"\$(\w+)", lambda m: VARS[m.group(1)], line.replace('"$@"', ""))
-    return shlex.split(line)[1:]
+    fill = lambda line: re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], line)  # noqa: E731
+    line = next((l for l in text.splitlines() if l.strip().startswith("edgematte train")), None)
+    if line is not None:
+        line = line.replace("${EXTRA[@]+\"${EXTRA[@]}\"}", "").replace('"$@"', "")
+        return shlex.split(fill(line))[1:]
+    line = next(l for l in text.splitlines() if re.search(r"\bbash .*\.sh", l))
+    words = shlex.split(fill(line.replace('"$(dirname "$0")/', '"')))
+    at = next(i for i, w in enumerate(words) if w == "bash")
+    inner = dict(w.split("=", 1) for w in words[:at])
+    return recipe_command(words[at + 1], inner) + words[at + 2:]
 
 
 @pytest.mark.parametrize("script", ["sod.sh", "sod_hybrid.sh", "portrait.sh", "portrait_mbv2.sh",
@@ -68,3 +79,6 @@ def test_people_recipes_hold_vikram_and_their_validation_out(script):
     assert [p.stem for p in filter_pairs(pairs, config.val_include, config.val_exclude)] == [
         "ecoreal_3abc", "ILSVRC2012_test_00000015"]
     assert config.data.count("/runs/people") == 2 and config.composite_zoom == 0.35 and config.size == 256
+    if script == "portrait_pruned.sh":  # trains through portrait_people.sh, from the pruned model, distilled
+        assert config.init == "/runs/p/prune/pruned.pt" and config.distill == "/runs/sod/best.pt"
+        assert config.lr == 2e-4 and config.warmup_steps == 20

@@ -120,7 +120,7 @@ def read_checkpoint(path: str, map_location: Any = "cpu") -> Any:
             reason = (str(exc).split(".")[0] or type(exc).__name__).strip()
             raise ModelFileError("{}: truncated or corrupt checkpoint ({})".format(path, reason)) from None
         raise ModelFileError("{}: not a PyTorch checkpoint ({})".format(path, type(exc).__name__)) from None
-    return expand_weights(ckpt, path) if isinstance(ckpt, dict) and "weights_codec" in ckpt else ckpt
+    return expand_weights(ckpt, path) if isinstance(ckpt, dict) else ckpt
 
 
 def _starts_like_zip(path: str) -> bool:

@@ -7,7 +7,7 @@
 #     skin test), listed twice so that they weigh as much as the ID photos.
 # Held out: every vikram_* portrait (evaluation only, never trained or validated on). Validation (picks best.pt):
 # ecoreal_3* and the DUTS people whose stem ends in 0 or 5 (both left out of training). Resumable in chunks.
-# Run from the repository root.
+# Arguments go to every `edgematte train` call (portrait_pruned.sh passes --distill). Run from the repository root.
 set -euo pipefail
 DATA=${DATA:-../shared/data}            # holds portraits/ and duts-tr/
 PEOPLE=${PEOPLE:-runs/data/duts_people}
@@ -16,6 +16,9 @@ RUN=${RUN:-runs/portrait_people}
 EPOCHS=${EPOCHS:-28}                    # about 2970 steps, 60-75 min on 2 cores
 BATCH=${BATCH:-8}
 CHUNK=${CHUNK:-500}
+LR=${LR:-5e-4}
+WARMUP=${WARMUP:-50}
+EXTRA=("$@")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 [ -f "$PEOPLE/people.json" ] || python train/recipes/duts_people.py "$DATA/duts-tr" "$PEOPLE"
@@ -27,8 +30,8 @@ train() {
     --exclude 'vikram_*' 'ecoreal_3*' '[In]*[05]' \
     --val "$DATA/portraits" "$PEOPLE" --val-include 'ecoreal_3*' '[In]*[05]' \
     --composite "$DATA/duts-tr" --composite-prob 0.6 --composite-zoom 0.35 --loss bce_iou \
-    --size 256 --epochs "$EPOCHS" --batch "$BATCH" --lr 5e-4 --optimizer adamw --scheduler cosine --warmup 50 \
-    --workers 1 --ckpt-every 100 --log-every 10 --seed 0 --resume "$@"
+    --size 256 --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --optimizer adamw --scheduler cosine --warmup "$WARMUP" \
+    --workers 1 --ckpt-every 100 --log-every 10 --seed 0 --resume ${EXTRA[@]+"${EXTRA[@]}"} "$@"
 }
 for (( TARGET = CHUNK; TARGET < TOTAL; TARGET += CHUNK )); do
   train --max-steps "$TARGET"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compress the `portrait` model (portrait_people.sh) to fit the package's size budget and run faster: L1 filter
-# pruning (Torch-Pruning, fixed ratio per layer) of its best.pt, then a short fine-tune on the same data, distilled
-# from the unpruned model (L1 to its map). Same held-out and validation sets as portrait_people.sh. Resumable.
+# pruning (Torch-Pruning, fixed ratio per layer) of its best.pt, then a fine-tune through portrait_people.sh (same
+# data, held-out and validation sets), distilled from the unpruned model (L1 to its map). Resumable.
 # Run from the repository root after portrait_people.sh.
 set -euo pipefail
 DATA=${DATA:-../shared/data}
@@ -15,19 +15,7 @@ CHUNK=${CHUNK:-400}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 [ -f "$OUT/prune/pruned.pt" ] || edgematte prune "$CKPT" -o "$OUT/prune" --strategy fixed --ratio "$RATIO"
-TRAIN_PAIRS=$(( $(ls "$DATA/portraits/images" | grep -v -e '^vikram_' -e '^ecoreal_3' | wc -l) \
-  + 2 * $(ls "$PEOPLE/images" | grep -v -e '[05]\.[a-z]*$' | wc -l) ))
-TOTAL=$(( TRAIN_PAIRS / BATCH * EPOCHS ))
-train() {
-  edgematte train mbv2_unet_sod "$DATA/portraits" "$PEOPLE" "$PEOPLE" -o "$OUT/run" --init "$OUT/prune/pruned.pt" \
-    --distill "$CKPT" --exclude 'vikram_*' 'ecoreal_3*' '[In]*[05]' \
-    --val "$DATA/portraits" "$PEOPLE" --val-include 'ecoreal_3*' '[In]*[05]' \
-    --composite "$DATA/duts-tr" --composite-prob 0.6 --composite-zoom 0.35 --loss bce_iou \
-    --size 256 --epochs "$EPOCHS" --batch "$BATCH" --lr 2e-4 --optimizer adamw --scheduler cosine --warmup 20 \
-    --workers 1 --ckpt-every 100 --log-every 10 --seed 0 --resume "$@"
-}
-for (( TARGET = CHUNK; TARGET < TOTAL; TARGET += CHUNK )); do
-  train --max-steps "$TARGET"
-done
-train
+# the same data, hold-out and validation as the unpruned model: its recipe, started from the pruned checkpoint
+RUN="$OUT/run" INIT="$OUT/prune/pruned.pt" EPOCHS="$EPOCHS" BATCH="$BATCH" CHUNK="$CHUNK" LR=2e-4 WARMUP=20 \
+  PEOPLE="$PEOPLE" DATA="$DATA" bash "$(dirname "$0")/portrait_people.sh" --distill "$CKPT"
 echo "done: $OUT/run/best.pt (pruned portrait, best val MAE); $OUT/prune/prune.json has the cut"
