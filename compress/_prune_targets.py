@@ -48,10 +48,9 @@ def known_targets() -> Tuple[str, ...]:
 
 # MODNet: the MobileNetV2 inside the LR branch (also registered as `backbone`: one shared module) is the backbone;
 # the matte, semantic and detail convs are the heads (the last two feed training losses, they stay 1-channel).
-register_prune_target("modnet", PruneTarget(
-    backbone="lr_branch.backbone",
-    heads=("f_branch.conv_f.1.layers.0", "lr_branch.conv_lr.layers.0", "hr_branch.conv_hr.1.layers.0"),
-    default_strategy="adaptive"))
+_MODNET_HEADS = ("f_branch.conv_f.1.layers.0", "lr_branch.conv_lr.layers.0", "hr_branch.conv_hr.1.layers.0")
+register_prune_target("modnet", PruneTarget(backbone="lr_branch.backbone", heads=_MODNET_HEADS,
+                                            default_strategy="adaptive"))
 # U^2-Net: no separate backbone (nested U-blocks all the way), so only fixed and global apply; the six side convs
 # and the fusing 1x1 conv produce the "logits" maps.
 _U2_HEADS = tuple("side{}".format(i) for i in range(1, 7)) + ("outconv",)
@@ -60,3 +59,12 @@ register_prune_target("u2netp", PruneTarget(backbone=None, heads=_U2_HEADS))
 # MobileNetV2-UNet (trimap and saliency): the MobileNetV2 encoder is the backbone, `head` gives the class logits.
 register_prune_target("mbv2_unet", PruneTarget(backbone="encoder", heads=("head",)))
 register_prune_target("mbv2_unet_sod", PruneTarget(backbone="encoder", heads=("head",)))
+# The EfficientNet-Lite families: the pretrained encoder is the backbone (adaptive thresholds by default, as MODNet),
+# the decoder and branches take the fixed ratio; heads as in the MobileNetV2 families they share.
+for _short in ("lite0", "lite1", "lite2"):
+    register_prune_target(_short + "_unet", PruneTarget(backbone="encoder", heads=("head",),
+                                                        default_strategy="adaptive"))
+    register_prune_target(_short + "_unet_sod", PruneTarget(backbone="encoder", heads=("head",),
+                                                            default_strategy="adaptive"))
+    register_prune_target(_short + "_modnet", PruneTarget(backbone="lr_branch.backbone",
+                                                          heads=_MODNET_HEADS, default_strategy="adaptive"))

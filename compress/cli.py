@@ -2,7 +2,7 @@
 import argparse
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 EPILOG = """\
 MODEL is an IR written by `edgematte export` (FP32 or FP16 weights; its model card is read from rt_info).
@@ -10,20 +10,29 @@ Calibration images are read, resized and laid out exactly as the edge runtime fe
 calib_data/ (40 real images shipped in the source tree; its README says how to build one for your domain).
 
 Writes into DIR:
-  NAME_int8.xml/.bin       the INT8 IR (FakeQuantize ops; the card says INT8 and records the lineage)
+  NAME_int8.xml/.bin       the INT8 IR (FakeQuantize ops; the card says INT8 and records the lineage); NAME is
+                           MODEL's stem without _fp32/_fp16: model_fp32.xml -> model_int8.xml
   quantize_report.json     calibration count, file sizes, agreement with the source IR on calibration images
 
 With --max-drop D --val DIR, nncf.quantize_with_accuracy_control keeps the score 1 - MAE (foreground map vs
 ground truth at the network's size) within D of the source IR's on DIR, reverting quantizers to floating point
 where needed; the report gives both scores.
 
+Without --max-drop, when the INT8 outputs move from the source's beyond the FP16 export limits (max |diff| 0.02,
+IoU@0.5 0.99 on any calibration image), one warning line on stderr says so and points at --max-drop; the report
+records it under "warning".
+
 examples:
-  edgematte quantize out/sod/sod_fp32.xml -o out/sod --subset 300
-  edgematte quantize out/sod/sod_fp32.xml -o out/sod --max-drop 0.005 --val data/duts-te-val --val-limit 100
+  edgematte quantize out/sod/model_fp32.xml -o out/sod --subset 300
+  edgematte quantize out/sod/model_fp32.xml -o out/sod --max-drop 0.005 --val data/duts-te-val --val-limit 100
 """
 
 REPORT_NAME = "quantize_report.json"
 AGREEMENT_IMAGES = 16
+# The FP16 export limits (export/parity.py; compress may not import export, a test checks they are equal): an INT8
+# IR moving further than FP16 may from its source gets a warning.
+FP16_MAX_ABS_DIFF = 0.02
+FP16_MIN_IOU = 0.99
 
 
 def register(subparsers: Any) -> None:
@@ -86,7 +95,24 @@ def agreement(source: str, int8: str, calib: Any, count: int = AGREEMENT_IMAGES)
             "min_iou": min(ious), "mean_iou": float(np.mean(ious))}
 
 
+def departure_warning(agree: Dict[str, Any], guarded: bool = False) -> Optional[str]:
+    """One line when INT8 moved from its source beyond the FP16 limits and no --max-drop guarded it; else None."""
+    beyond = []
+    if agree["max_abs_diff"] > FP16_MAX_ABS_DIFF:
+        beyond.append("max |diff| {:.3f} > {:g}".format(agree["max_abs_diff"], FP16_MAX_ABS_DIFF))
+    if agree["min_iou"] < FP16_MIN_IOU:
+        beyond.append("min IoU@0.5 {:.3f} < {:g}".format(agree["min_iou"], FP16_MIN_IOU))
+    if guarded or not beyond:
+        return None
+    return ("INT8 departs from its source beyond the FP16 parity limits ({} on {} calibration images): measure it "
+            "with `edgematte eval`, or guard it with --max-drop D --val DIR").format(" and ".join(beyond),
+                                                                                   agree["images"])
+
+
 def run(args: argparse.Namespace) -> int:
+    """Handler of `edgematte quantize`: INT8 IR, agreement with the source, report."""
+    import sys
+
     from edgematte.edge.io import write_text
 
     from .quantize import quantize_ir
@@ -96,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
                          ignored_scope=args.ignored_scope, fast_bias_correction=args.fast_bias_correction,
                          max_drop=args.max_drop, val=args.val, val_limit=args.val_limit)
     result["agreement_with_source"] = agreement(args.model, out_xml, args.calib)
+    result["warning"] = departure_warning(result["agreement_with_source"], guarded=args.max_drop is not None)
     card = result.pop("card")
     report = dict(result, card=card.to_dict())
     write_text(os.path.join(args.out, REPORT_NAME), json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -110,5 +137,7 @@ def run(args: argparse.Namespace) -> int:
         print("accuracy control on {} images: {} {:.4f} -> {:.4f} (drop {:.4f}, budget {})".format(
             control["validation_images"], control["metric"], control["score_source"], control["score_int8"],
             control["drop"], control["max_drop"]))
+    if result["warning"]:
+        print("warning: " + result["warning"], file=sys.stderr, flush=True)
     print("report: {}".format(os.path.join(args.out, REPORT_NAME)))
     return 0

@@ -1,6 +1,6 @@
 """L1 filter pruning of zoo models with Torch-Pruning's dependency graph, and the `edgematte prune` verb.
 
-Strategies (seed 002): `adaptive` keeps, per backbone layer, the fewest filters (by descending L1 norm) whose
+Strategies: `adaptive` keeps, per backbone layer, the fewest filters (by descending L1 norm) whose
 cumulative L1 reaches `backbone_threshold` of the layer's total, and removes `ratio` of every other layer; `fixed`
 removes `ratio` of every layer; `global` removes `ratio` of all channels ranked together. Kept counts are rounded
 up to multiples of `round_to`. Output heads and the network input are never pruned. The pruned model is an

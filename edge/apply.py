@@ -1,6 +1,5 @@
 """Apply a model to images, folders and videos: predict, render one product (mask, cutout, blur, replace), write
 atomically, and keep going past bad inputs."""
-import sys
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -9,9 +8,10 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequenc
 import numpy as np
 
 from . import compose
-from .errors import EdgematteError, InputError, MissingExtraError
+from .errors import EdgematteError, InputError
 from .io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReader, VideoWriter, atomic_dir,
                  read_image, video_suffix_for_writing, write_image)
+from .progress import Progress, echo
 
 Renderer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -31,8 +31,9 @@ class Operation:
 
 
 def make_operation(op: str, strength: float = compose.DEFAULT_BLUR_STRENGTH, background: Any = "white",
-                   fg_estimate: bool = False) -> Operation:
-    """The Operation for `op` (mask, cutout, blur, replace) with its options bound."""
+                   fg_estimate: bool = False, post_process: bool = False) -> Operation:
+    """The Operation for `op` (mask, cutout, blur, replace) with its options bound; `post_process` cleans each
+    alpha first (edge.postprocess)."""
     plate = None  # type: Any
     if op == "replace":
         if isinstance(background, (str, Path)) and Path(background).is_file():
@@ -44,10 +45,7 @@ def make_operation(op: str, strength: float = compose.DEFAULT_BLUR_STRENGTH, bac
         else:
             plate = background
     if op == "cutout" and fg_estimate:
-        try:
-            import pymatting  # noqa: F401  # type: ignore
-        except ImportError:
-            raise MissingExtraError("cutout --fg-estimate", "pymatting", "cutout") from None
+        compose.load_pymatting()  # the one-time JIT compile happens here, announced on stderr when due
     builders = {
         "mask": lambda: Operation("mask", lambda img, a: compose.alpha_to_u8(a), keep_jpeg=False),
         "cutout": lambda: Operation("cutout", lambda img, a: compose.cutout(img, a, fg_estimate=fg_estimate),
@@ -57,7 +55,17 @@ def make_operation(op: str, strength: float = compose.DEFAULT_BLUR_STRENGTH, bac
     }  # type: Dict[str, Callable[[], Operation]]
     if op not in builders:
         raise EdgematteError("unknown operation '{}' (expected one of {})".format(op, ", ".join(sorted(builders))))
-    return builders[op]()
+    operation = builders[op]()
+    if post_process:
+        operation.render = _cleaned(operation.render)
+    return operation
+
+
+def _cleaned(render: Renderer) -> Renderer:
+    """`render` fed the post-processed alpha."""
+    from .postprocess import post_process
+
+    return lambda image, alpha: render(image, post_process(alpha))
 
 
 OPERATIONS = ("mask", "cutout", "blur", "replace")
@@ -124,61 +132,14 @@ def expand_inputs(inputs: Sequence[Any], outdir: Path, operation: Operation,
     return jobs
 
 
-class _Progress:
-    """tqdm when installed, else a one-line stderr counter; silent when disabled."""
-
-    def __init__(self, total: Optional[int], desc: str, enabled: bool) -> None:
-        self.bar = None
-        self.count = 0
-        self.total = total
-        self.desc = desc
-        self.enabled = enabled
-        if enabled:
-            try:
-                from tqdm import tqdm  # type: ignore
-
-                self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, file=sys.stderr)
-            except ImportError:
-                self.bar = None
-
-    def update(self, n: int = 1) -> None:
-        self.count += n
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(n)
-        else:
-            sys.stderr.write("\r{}: {}/{}".format(self.desc, self.count, self.total if self.total else "?"))
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.close()
-        else:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def _print_line(line: str) -> None:
-    """One stderr line (through tqdm.write when installed, so an open progress bar stays intact)."""
-    try:
-        from tqdm import tqdm  # type: ignore
-    except ImportError:
-        print(line, file=sys.stderr)
-        return
-    tqdm.write(line, file=sys.stderr)
-
-
 def _print_error(path: str, message: str) -> None:
     """One stderr line per bad input."""
-    _print_line("edgematte: error: {}".format(message))
+    echo("edgematte: error: {}".format(message))
 
 
 def _print_warning(path: str, message: str) -> None:
     """One stderr line per recoverable problem (a skipped video frame, a truncated stream)."""
-    _print_line("edgematte: warning: {}".format(message))
+    echo("edgematte: warning: {}".format(message))
 
 
 MAX_FRAME_WARNINGS = 10  # per video: broken frames named one by one up to this many, then only counted
@@ -193,8 +154,8 @@ def process_inputs(predictor: Any, inputs: Sequence[Any], outdir: Any, op: Any =
     A bad input is reported through `on_error(path, one_line)` and skipped; outputs are written atomically, so a
     failure never leaves a half-written file. Broken video frames are skipped, each reported through
     `on_warning(path, one_line)` (the first MAX_FRAME_WARNINGS per video, then a count). `op` is an operation
-    name (options in `op_options`: strength, background, fg_estimate) or an Operation. Progress shows on a
-    terminal unless `progress` is False.
+    name (options in `op_options`: strength, background, fg_estimate, post_process) or an Operation. Progress:
+    None shows a bar on a terminal and periodic lines elsewhere (edge.progress), True forces it, False hides it.
     """
     operation = op if isinstance(op, Operation) else make_operation(op, **op_options)
     out = Path(outdir)
@@ -204,23 +165,22 @@ def process_inputs(predictor: Any, inputs: Sequence[Any], outdir: Any, op: Any =
         summary.failed.append((path, message))
         on_error(path, message)
 
-    if progress is None:
-        progress = sys.stderr.isatty()
     jobs = expand_inputs(inputs, out, operation, fail)
     images = [job for job in jobs if not job.video]
     if images:
-        _process_images(predictor, images, operation, nireq, max_pixels, downscale, bool(progress), summary, fail)
+        _process_images(predictor, images, operation, nireq, max_pixels, downscale, progress, summary, fail)
     for job in jobs:
         if job.video:
-            _process_video(predictor, job, operation, nireq, bool(progress), summary, fail, on_warning)
+            _process_video(predictor, job, operation, nireq, progress, summary, fail, on_warning)
     return summary
 
 
 def _process_images(predictor: Any, jobs: List[Job], operation: Operation, nireq: int, max_pixels: Optional[int],
-                    downscale: bool, progress: bool, summary: Summary, fail: Callable[[str, str], None]) -> None:
+                    downscale: bool, progress: Optional[bool], summary: Summary,
+                    fail: Callable[[str, str], None]) -> None:
     """Images stream through predict_many; unreadable ones are reported and left out of the stream."""
     pending = deque()  # type: Deque[Tuple[Job, np.ndarray]]
-    bar = _Progress(len(jobs), "images", progress)
+    bar = Progress(len(jobs), operation.name, "images", progress)
 
     def readable() -> Iterator[np.ndarray]:
         for job in jobs:
@@ -249,8 +209,8 @@ def _process_images(predictor: Any, jobs: List[Job], operation: Operation, nireq
         bar.close()
 
 
-def _process_video(predictor: Any, job: Job, operation: Operation, nireq: int, progress: bool, summary: Summary,
-                   fail: Callable[[str, str], None], warn: Callable[[str, str], None]) -> None:
+def _process_video(predictor: Any, job: Job, operation: Operation, nireq: int, progress: Optional[bool],
+                   summary: Summary, fail: Callable[[str, str], None], warn: Callable[[str, str], None]) -> None:
     """One video in, one video out (or a PNG frame folder for products with alpha); all or nothing.
 
     Frames stream through predict_many: only the frames of requests in flight are held, so memory stays flat
@@ -265,7 +225,8 @@ def _process_video(predictor: Any, job: Job, operation: Operation, nireq: int, p
     try:
         reader = VideoReader(job.source, on_broken=broken)
         frames = deque()  # type: Deque[np.ndarray]
-        bar = _Progress(reader.info.frame_count or None, job.source.name, progress)
+        bar = Progress(reader.info.frame_count or None, "{} {}".format(operation.name, job.source.name), "frames",
+                       progress)
 
         def stream() -> Iterator[np.ndarray]:
             for frame in reader:

@@ -16,10 +16,13 @@ asked for, that reason is the one-line error.
 import csv
 import json
 import os
+import shutil
 import statistics
+import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -163,28 +166,32 @@ def build_rows(models: Sequence[str], devices: Sequence[str], vs: Sequence[str] 
     return rows
 
 
-def _data_images(data: str, limit: int, include: Sequence[str] = ()) -> List[Any]:
-    """(image, mask or None) pairs from a dataset folder (masks when its layout has them), the first `limit` of
-    those whose stem matches an `include` glob (all when none)."""
-    from .datasets import filter_pairs, find_pairs, list_images, read_pair
+def _data_images(data: str, subset: Any) -> List[Any]:
+    """(image, mask or None) pairs of a dataset folder's `subset` (edge.datasets.Subset); a folder of images
+    without masks gives (image, None) pairs, chosen the same way."""
+    from .datasets import find_pairs, list_images, read_pair
 
     try:
-        pairs = filter_pairs(find_pairs(data), include, source=data)[:limit]
-        return [read_pair(p) for p in pairs]
+        pairs = find_pairs(data)
     except InputError:
-        if include:
-            raise
-        files = list_images(data)[:limit]
+        files = list_images(data)
         if not files:
             raise InputError("{}: no images to benchmark on".format(data)) from None
-        return [(read_image(str(p)), None) for p in files]
+        return [(read_image(str(p)), None) for p in subset.apply(files, source=data)]
+    return [read_pair(p) for p in subset.apply(pairs, source=data)]
 
 
 def bench(models: Sequence[str], devices: Sequence[str] = ("CPU",), vs: Sequence[str] = (), hint: str = "latency",
           nireq: int = 0, niter: int = 50, seconds: float = 0.0, data: Optional[str] = None, data_limit: int = 50,
           percentile: int = 90, threads: int = 0, warmup: int = 3, data_filter: Sequence[str] = (),
-          precision: str = "") -> Dict[str, Any]:
-    """Measure every row in one run (interleaved) and return {"rows": [...], "settings": {...}}."""
+          precision: str = "", subset: Any = None) -> Dict[str, Any]:
+    """Measure every row in one run (interleaved) and return {"rows": [...], "settings": {...}}.
+
+    `subset` (edge.datasets.Subset) picks the --data pairs; without it, `data_filter` globs and `data_limit`.
+    """
+    from .datasets import Subset
+
+    subset = subset if subset is not None else Subset(include=list(data_filter), limit=data_limit)
     planned = build_rows(models, devices, vs, hint, threads, precision)
     probe = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
     rows, unavailable = [], []  # type: List[Row], List[Row]
@@ -212,7 +219,7 @@ def bench(models: Sequence[str], devices: Sequence[str] = ("CPU",), vs: Sequence
         rounds += 1
         if (seconds and time.perf_counter() - started >= seconds) or (not seconds and rounds >= niter):
             break
-    pairs = _data_images(data, data_limit, data_filter) if data else []
+    pairs = _data_images(data, subset) if data else []
     for row in rows:
         row.result["latency"] = _stats(row.times, percentile)
         row.result["throughput_fps"] = _throughput(row, probe, nireq, max(8, min(64, niter)))
@@ -225,7 +232,8 @@ def bench(models: Sequence[str], devices: Sequence[str] = ("CPU",), vs: Sequence
         row.result["ratio_to_first"] = round(row.result["latency"]["median_ms"] / base, 3) if base else None
     return {"rows": [r.result for r in rows], "unavailable": [r.result for r in unavailable],
             "settings": {"devices": list(devices), "hint": hint, "nireq": nireq, "rounds": rounds, "warmup": warmup,
-                         "percentile": percentile, "threads": threads, "data": data, "data_filter": list(data_filter),
+                         "percentile": percentile, "threads": threads, "data": data, "subset": subset.to_dict(),
+                         "data_filter": list(subset.include),
                          "precision": precision or "model",
                          "data_images": len(pairs),
                          "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}}
@@ -265,36 +273,82 @@ def _quality(row: Row, pairs: Sequence[Any]) -> Dict[str, float]:
 
 
 # -- output --------------------------------------------------------------------------------------
-def table(report: Dict[str, Any]) -> str:
-    """The rows as a text table, ratios to the first row."""
+@dataclass(frozen=True)
+class Column:
+    """One table column: its header, how to read it from a row, its digits, and whether the compact table has it."""
+
+    header: str
+    get: Callable[[Dict[str, Any], str], Any]
+    digits: int = 2
+    compact: bool = False
+
+
+def _lat(key: str) -> Callable[[Dict[str, Any], str], Any]:
+    return lambda r, pct: r.get("latency", {}).get(key.replace("PCT", pct))
+
+
+def _part(group: str, key: str) -> Callable[[Dict[str, Any], str], Any]:
+    return lambda r, pct: r.get(group, {}).get(key)
+
+
+COLUMNS = (  # every column --wide shows; the compact default keeps those marked, to fit 100 columns
+    Column("model", lambda r, pct: r["label"], compact=True),
+    Column("backend", lambda r, pct: r["backend"]),
+    Column("prec", lambda r, pct: r.get("precision"), compact=True),
+    Column("MB", lambda r, pct: r.get("size_mb"), compact=True),
+    Column("load s", lambda r, pct: r.get("load_s")),
+    Column("first ms", lambda r, pct: r.get("first_ms")),
+    Column("median ms", _lat("median_ms"), compact=True),
+    Column("mean", _lat("mean_ms")),
+    Column("min", _lat("min_ms")),
+    Column("max", _lat("max_ms")),
+    Column("PCT", _lat("PCT_ms")),
+    Column("x first", lambda r, pct: r.get("ratio_to_first"), compact=True),
+    Column("fps", lambda r, pct: r.get("throughput_fps"), compact=True),
+    Column("pre ms", _part("end_to_end", "preprocess_ms")),
+    Column("infer ms", _part("end_to_end", "inference_ms")),
+    Column("post ms", _part("end_to_end", "postprocess_ms")),
+    Column("e2e ms", _part("end_to_end", "total_ms"), compact=True),
+    Column("IoU", _part("quality", "iou"), 4, compact=True),
+    Column("BIoU", _part("quality", "boundary_iou"), 4, compact=True),
+    Column("MAE", _part("quality", "mae"), 4, compact=True),
+)
+MIN_LABEL = 12  # the model column is shortened in the middle down to this many characters to fit the width
+
+
+def table_width() -> int:
+    """Columns the table may take: the terminal's width, 100 when the output is not a terminal."""
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def _shorten(text: str, width: int) -> str:
+    """`text` cut in the middle to `width` characters ("mobilenet...[CPU]"), whole when it fits."""
+    if len(text) <= width:
+        return text
+    head = (width - 3 + 1) // 2
+    return text[:head] + "..." + text[len(text) - (width - 3 - head):]
+
+
+def table(report: Dict[str, Any], wide: bool = False, width: Optional[int] = None) -> str:
+    """The rows as a text table, ratios to the first row: the compact columns fitted to `width` (default: the
+    terminal's, 100 off a terminal), or every column with `wide`; columns no row has are left out."""
     rows = report["rows"]
     pct = "p{}".format(report["settings"]["percentile"])
-    header = ["model", "backend", "prec", "size MB", "load s", "first ms", "median ms", "mean", "min", "max", pct,
-              "x first", "fps"]
-    has_e2e = any("end_to_end" in r for r in rows)
-    has_q = any("quality" in r for r in rows)
-    if has_e2e:
-        header += ["pre ms", "infer ms", "post ms", "e2e ms"]
-    if has_q:
-        header += ["IoU", "BIoU", "MAE"]
-    lines = [header]
-    for r in rows:
-        lat = r["latency"]
-        cells = [r["label"], r["backend"], str(r.get("precision", "")), _fmt(r.get("size_mb")), _fmt(r["load_s"]),
-                 _fmt(r["first_ms"]), _fmt(lat["median_ms"]), _fmt(lat["mean_ms"]), _fmt(lat["min_ms"]),
-                 _fmt(lat["max_ms"]), _fmt(lat[pct + "_ms"]), _fmt(r["ratio_to_first"]), _fmt(r["throughput_fps"])]
-        if has_e2e:
-            e = r.get("end_to_end", {})
-            cells += [_fmt(e.get(k)) for k in ("preprocess_ms", "inference_ms", "postprocess_ms", "total_ms")]
-        if has_q:
-            q = r.get("quality", {})
-            cells += [_fmt(q.get(k), 4) for k in ("iou", "boundary_iou", "mae")]
-        lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    columns = [c for c in COLUMNS if (wide or c.compact) and any(c.get(r, pct) is not None for r in rows)]
+    lines = [[c.header.replace("PCT", pct) for c in columns]]
+    lines += [[_fmt(c.get(r, pct), c.digits) for c in columns] for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    limit = table_width() if width is None else width
+    if not wide and sum(widths) + 2 * (len(widths) - 1) > limit:  # the model column gives way
+        widths[0] = max(MIN_LABEL, len(lines[0][0]), limit - sum(widths[1:]) - 2 * (len(widths) - 1))
+        for line in lines:
+            line[0] = _shorten(line[0], widths[0])
     text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
             for line in lines]
     text.insert(1, "-" * len(text[0]))
-    text += ["{}: unavailable: {}".format(r["label"], r["unavailable"]) for r in report.get("unavailable", [])]
+    for r in report.get("unavailable", []):
+        text += textwrap.wrap("{}: unavailable: {}".format(r["label"], r["unavailable"]), width=max(40, limit),
+                              subsequent_indent="  ", break_on_hyphens=False)
     return "\n".join(text)
 
 
@@ -304,6 +358,18 @@ def _fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return "{:.{}f}".format(value, digits)
     return str(value)
+
+
+def footer(report: Dict[str, Any], wide: bool = False) -> str:
+    """The lines under the table: rounds, what `x first` means, the load average, where the other columns are."""
+    settings = report["settings"]
+    load = " ".join("{:.2f}".format(v) for v in settings["loadavg"]) if settings.get("loadavg") else "unknown"
+    lines = ["{} interleaved rounds; x first = median latency over the first row's; load average {}".format(
+        settings["rounds"], load)]
+    if not wide:
+        lines.append("load, first-inference, mean/min/max/p{} and pre/infer/post ms: --wide, --csv or --json".format(
+            settings["percentile"]))
+    return "\n".join(lines)
 
 
 def write_csv(report: Dict[str, Any], path: str) -> None:
@@ -329,8 +395,76 @@ def write_csv(report: Dict[str, Any], path: str) -> None:
             writer.writerows(flat)
 
 
-def write_plot(report: Dict[str, Any], path: str) -> None:
-    """A PNG scatter plot drawn with OpenCV: median latency (x) against IoU (y, when measured) or row index."""
+Rect = Tuple[int, int, int, int]  # x, y (top left), width, height
+
+
+def _overlaps(a: Rect, b: Rect, gap: int = 2) -> bool:
+    """Whether two boxes come closer than `gap` pixels."""
+    return (a[0] < b[0] + b[2] + gap and b[0] < a[0] + a[2] + gap and a[1] < b[1] + b[3] + gap
+            and b[1] < a[1] + a[3] + gap)
+
+
+def _candidates(point: Tuple[int, int], size: Tuple[int, int], bounds: Rect) -> List[Rect]:
+    """Label boxes around `point`, right/left/above/below at growing vertical steps, nearest first."""
+    (x, y), (w, h) = point, size
+    steps = range(0, bounds[3] // (h + 2) + 2)
+    boxes = []
+    for k in steps:
+        for dy in ((0,) if k == 0 else (-k * (h + 2), k * (h + 2))):
+            top = y - h // 2 + dy
+            boxes += [(x + 10, top, w, h), (x - 10 - w, top, w, h), (x - w // 2, top - h // 2 - 10, w, h),
+                      (x - w // 2, top + h // 2 + 10, w, h)]
+    inside = [b for b in boxes if b[0] >= bounds[0] and b[1] >= bounds[1] and b[0] + b[2] <= bounds[0] + bounds[2]
+              and b[1] + b[3] <= bounds[1] + bounds[3]]
+    return sorted(inside, key=lambda b: (_gap((x, y), b), abs(b[1] + b[3] / 2.0 - y)))
+
+
+def _gap(point: Tuple[int, int], box: Rect) -> float:
+    """Distance from a point to the nearest spot of a box (0 inside it)."""
+    dx = max(box[0] - point[0], 0, point[0] - box[0] - box[2])
+    dy = max(box[1] - point[1], 0, point[1] - box[1] - box[3])
+    return float(np.hypot(dx, dy))
+
+
+LEADER_PX = 16  # a label farther than this from its point gets a line to it
+
+
+def leader(point: Tuple[int, int], box: Rect) -> Optional[Tuple[Tuple[int, int], Tuple[int, int]]]:
+    """The line from a point to the nearest spot of its label's box, when the box is set apart; else None."""
+    near = (min(max(point[0], box[0]), box[0] + box[2]), min(max(point[1], box[1]), box[1] + box[3]))
+    return (point, near) if _gap(point, box) > LEADER_PX else None
+
+
+def _crosses(line: Optional[Tuple[Tuple[int, int], Tuple[int, int]]], boxes: Sequence[Rect]) -> bool:
+    """Whether a leader line runs through any of `boxes` (sampled every few pixels)."""
+    if line is None:
+        return False
+    (x0, y0), (x1, y1) = line
+    steps = max(2, int(np.hypot(x1 - x0, y1 - y0) // 3))
+    samples = [(x0 + (x1 - x0) * t / steps, y0 + (y1 - y0) * t / steps) for t in range(steps + 1)]
+    return any(b[0] < x < b[0] + b[2] and b[1] < y < b[1] + b[3] for b in boxes for x, y in samples)
+
+
+def place_labels(points: Sequence[Tuple[int, int]], sizes: Sequence[Tuple[int, int]], bounds: Rect,
+                 taken: Sequence[Rect] = (), radius: int = 8) -> List[Rect]:
+    """One box per label, near its point, overlapping no other label, no point and nothing in `taken` (axes,
+    axis text), its leader line crossing no label, inside `bounds`; greedy, nearest free place first (only a
+    canvas too full for them all lets one overlap)."""
+    blocked = list(taken) + [(px - radius, py - radius, 2 * radius, 2 * radius) for px, py in points]
+    placed = []  # type: List[Rect]
+    for point, size in zip(points, sizes):
+        options = _candidates(point, size, bounds) or [(bounds[0], bounds[1], size[0], size[1])]
+        box = next((b for b in options if not any(_overlaps(b, o) for o in blocked)
+                    and not _crosses(leader(point, b), placed)), options[0])
+        blocked.append(box)
+        placed.append(box)
+    return placed
+
+
+def write_plot(report: Dict[str, Any], path: str) -> List[Rect]:
+    """A PNG scatter plot drawn with OpenCV: median latency (x) against IoU (y, when measured) or row index; labels
+    are laid out so that none covers another or a point (a thin line leads to a label set apart). Returns their
+    boxes."""
     import cv2
 
     rows = report["rows"]
@@ -339,36 +473,46 @@ def write_plot(report: Dict[str, Any], path: str) -> None:
     xs = [r["latency"]["median_ms"] for r in rows]
     quality = all("quality" in r for r in rows)
     ys = [r["quality"]["iou"] for r in rows] if quality else list(range(len(rows)))
-    x_lo, x_hi = 0.0, max(xs) * 1.1
+    x_lo, x_hi = 0.0, (max(xs) * 1.1) or 1.0
     y_lo, y_hi = (min(ys) - 0.05, max(ys) + 0.05) if quality else (-1, len(rows))
     to_px = lambda x, y: (int(margin + (x - x_lo) / (x_hi - x_lo) * (width - 2 * margin)),  # noqa: E731
                           int(height - margin - (y - y_lo) / ((y_hi - y_lo) or 1) * (height - 2 * margin)))
-    cv2.line(canvas, (margin, height - margin), (width - margin, height - margin), (0, 0, 0), 1)
-    cv2.line(canvas, (margin, margin), (margin, height - margin), (0, 0, 0), 1)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(canvas, "median latency (ms), 0 .. {:.1f}".format(x_hi), (margin, height - 30), font, 0.5, (0, 0, 0), 1)
-    cv2.putText(canvas, "IoU" if quality else "row", (10, margin - 20), font, 0.5, (0, 0, 0), 1)
+    black, font, scale = (0, 0, 0), cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    cv2.line(canvas, (margin, height - margin), (width - margin, height - margin), black, 1)
+    cv2.line(canvas, (margin, margin), (margin, height - margin), black, 1)
+    axis = [("median latency (ms), 0 .. {:.1f}".format(x_hi), (margin, height - 30), 0.5),
+            ("IoU" if quality else "row", (10, margin - 20), 0.5)]
     if quality:
-        for value in (y_lo, y_hi):
-            cv2.putText(canvas, "{:.2f}".format(value), (5, to_px(0, value)[1]), font, 0.4, (0, 0, 0), 1)
-    for i, (x, y, row) in enumerate(zip(xs, ys, rows)):
-        point = to_px(x, y)
+        axis += [("{:.2f}".format(v), (5, to_px(0, v)[1]), scale) for v in (y_lo, y_hi)]
+    taken = [(margin - 1, margin, 3, height - 2 * margin), (margin, height - margin - 1, width - 2 * margin, 3)]
+    for text, (x, y), size in axis:
+        cv2.putText(canvas, text, (x, y), font, size, black, 1)
+        (w, h), base = cv2.getTextSize(text, font, size, 1)
+        taken.append((x, y - h, w, h + base))
+    points = [to_px(x, y) for x, y in zip(xs, ys)]
+    texts = ["{} {:.1f} ms".format(row["label"][:40], x) for x, row in zip(xs, rows)]
+    extents = [cv2.getTextSize(text, font, scale, 1) for text in texts]  # ((w, h above the baseline), below)
+    sizes = [(w, h + base) for (w, h), base in extents]
+    boxes = place_labels(points, sizes, (2, 2, width - 4, height - 4), taken)
+    for i, (point, text, box) in enumerate(zip(points, texts, boxes)):
         colour = (int(200 * (i % 3 == 0)), int(150 * (i % 3 == 1)), int(200 * (i % 3 == 2)))
         cv2.circle(canvas, point, 6, colour, -1)
-        text = "{} {:.1f} ms".format(row["label"][:40], x)
-        (text_w, _), _ = cv2.getTextSize(text, font, 0.4, 1)
-        # labels of nearby points are staggered vertically; a label that would leave the canvas goes left of its point
-        left = point[0] + 8 if point[0] + 8 + text_w < width - 5 else point[0] - 8 - text_w
-        cv2.putText(canvas, text, (max(left, 2), point[1] - 8 + 14 * (i % 3)), font, 0.4, colour, 1)
+        line = leader(point, box)
+        if line is not None:
+            cv2.line(canvas, line[0], line[1], colour, 1)
+        cv2.putText(canvas, text, (box[0], box[1] + extents[i][0][1]), font, scale, colour, 1)
     ok, buffer = cv2.imencode(".png", canvas)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(buffer.tobytes())
+    return boxes
 
 
 def register(subparsers: Any) -> None:
     """Add the `bench` verb."""
     import argparse
+
+    from .datasets import add_subset_args
 
     p = subparsers.add_parser("bench", help="measure models side by side (latency, throughput, quality)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -387,9 +531,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=0, help="inference threads for every backend (0: its default)")
     p.add_argument("--percentile", type=int, default=90, help="latency percentile to report (default 90)")
     p.add_argument("--data", metavar="DIR", help="real images (with masks: quality too) for the end-to-end split")
-    p.add_argument("--data-limit", type=int, default=50, metavar="N", help="images of --data to use (default 50)")
-    p.add_argument("--data-filter", nargs="+", default=[], metavar="GLOB", help="only --data pairs whose stem "
-                   "matches one of these globs (e.g. 'vikram_*'), before --data-limit")
+    add_subset_args(p, what="--data pairs", default_limit=50, aliases=("--data-filter", "--data-limit"))
+    p.add_argument("--wide", action="store_true", help="print every column (default: the main ones, fitted to the "
+                                                       "terminal, 100 columns off one; --csv/--json have them all)")
     p.add_argument("--vs", default="", metavar="LIST", help="extra backends: onnxruntime (for .onnx models)")
     p.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     p.add_argument("--csv", metavar="FILE", help="write one CSV row per model and device")
@@ -398,17 +542,19 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: Any) -> int:
+    """Handler of `edgematte bench`."""
+    from .datasets import subset_from_args
+
     if args.niter < 1 or args.time < 0:
         raise InputError("--niter must be at least 1 and --time positive")
     vs = [v.strip().lower() for v in args.vs.split(",") if v.strip()]
     for name in vs:
         backend(name)  # an unknown or uninstalled backend fails before anything is measured
     report = bench(args.models, [d.strip() for d in args.device.split(",") if d.strip()], vs, args.hint, args.nireq,
-                   args.niter, args.time, args.data, args.data_limit, args.percentile, args.threads,
-                   data_filter=args.data_filter, precision=args.precision)
-    print(table(report))
-    print("rounds {} interleaved, ratios are median latency over the first row's; load average {}".format(
-        report["settings"]["rounds"], report["settings"]["loadavg"]))
+                   args.niter, args.time, args.data, percentile=args.percentile, threads=args.threads,
+                   precision=args.precision, subset=subset_from_args(args))
+    print(table(report, wide=args.wide))
+    print(footer(report, wide=args.wide))
     if args.json:
         write_text(args.json, json.dumps(report, indent=1) + "\n")
     if args.csv:
@@ -418,4 +564,5 @@ def run(args: Any) -> int:
     return 0
 
 
-__all__ = ["bench", "build_rows", "table", "write_csv", "write_plot", "register_backend", "backend", "register"]
+__all__ = ["bench", "build_rows", "table", "footer", "COLUMNS", "write_csv", "write_plot", "place_labels",
+           "register_backend", "backend", "register"]

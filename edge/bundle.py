@@ -3,7 +3,8 @@
 A bundle holds, under one top folder:
   manifest.json         every other file's sha256 and size, the models (name, task, precision, input size), the
                         minimal runtime requirements and the self-test tolerance
-  requirements.txt      what a box needs: openvino, numpy, opencv-python-headless (the base install)
+  requirements.txt      what a box needs: edgematte==<the version that bundled it> (run.sh calls it) and its base
+                        install (openvino, numpy, opencv-python-headless); its header says how to install the wheel
   run.sh                one line: run `edgematte mask` with the bundle's first model
   models/NAME/model.xml, model.bin, card.json
   selftest/input.png    a small image; selftest/NAME.png is each model's mask of it, made when bundling
@@ -31,13 +32,39 @@ from .io import atomic_path, read_image, write_image, write_text
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-REQUIREMENTS = ["openvino>=2022.3", "numpy", "opencv-python-headless"]
+REQUIREMENTS = ["openvino>=2022.3", "numpy", "opencv-python-headless"]  # the base install; edgematte comes first
+PACKAGE = "edgematte"
 SELFTEST_TOLERANCE = 4  # max |difference| in 8-bit mask levels allowed between devices/runtimes
 SELFTEST_SIZE = (160, 224)  # (H, W) of the generated self-test image
 
 
 class BundleError(ModelFileError):
     """A bundle is malformed, tampered with or truncated, or its self-test fails."""
+
+
+def kit_version() -> str:
+    """The installed edgematte version (BundleError when the package metadata is missing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:
+        raise BundleError("bundle: the {} package is not installed (pip install .), so the bundle cannot name the "
+                          "version its run.sh needs".format(PACKAGE)) from None
+
+
+def requirements() -> List[str]:
+    """What a box needs to run the bundle: this edgematte version, then its base install."""
+    return ["{}=={}".format(PACKAGE, kit_version())] + REQUIREMENTS
+
+
+def requirements_text(pins: Sequence[str]) -> str:
+    """requirements.txt: a header on installing the edgematte wheel, then one requirement a line."""
+    wheel = "{}-{}-py3-none-any.whl".format(PACKAGE, pins[0].split("==", 1)[1])
+    return ("# run.sh calls `edgematte`: install the wheel of this exact version first, then the rest:\n"
+            "#   pip wheel --no-deps -w . /path/to/edgematte   (on a machine with the source; makes {wheel})\n"
+            "#   pip install {wheel} && pip install -r requirements.txt\n".format(wheel=wheel)
+            + "\n".join(pins) + "\n")
 
 
 def selftest_image(size: Sequence[int] = SELFTEST_SIZE) -> np.ndarray:
@@ -83,6 +110,7 @@ def make_bundle(models: Sequence[str], out: str, ovms: bool = False, device: str
         raise BundleError("bundle: no models given")
     if not str(out).endswith((".tar.gz", ".tgz")):
         raise BundleError("{}: a bundle file name ends in .tar.gz".format(out))
+    pins = requirements()
     top = os.path.basename(str(out))[: -len(".tar.gz") if str(out).endswith(".tar.gz") else -len(".tgz")]
     stage = tempfile.mkdtemp(prefix="edgematte-bundle-")
     try:
@@ -109,14 +137,14 @@ def make_bundle(models: Sequence[str], out: str, ovms: bool = False, device: str
             config = {"model_config_list": [{"config": {"name": e["name"], "base_path": "/models/" + e["name"]}}
                                             for e in entries]}
             write_text(str(root / "config.json"), json.dumps(config, indent=1) + "\n")
-        write_text(str(root / "requirements.txt"), "\n".join(REQUIREMENTS) + "\n")
+        write_text(str(root / "requirements.txt"), requirements_text(pins))
         write_text(str(root / "run.sh"), '#!/bin/sh\n# usage: ./run.sh INPUT... -o OUTDIR [-d DEVICE]\n'
                                          'exec edgematte mask -m "$(dirname "$0")/{}" "$@"\n'.format(entries[0]["path"]))
         os.chmod(str(root / "run.sh"), 0o755)
         files = {str(p.relative_to(root)): {"sha256": sha256_file(str(p)), "bytes": p.stat().st_size}
                  for p in sorted(root.rglob("*")) if p.is_file()}
         manifest = {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "layout": "ovms" if ovms else "models", "models": entries, "requirements": REQUIREMENTS,
+                    "layout": "ovms" if ovms else "models", "models": entries, "requirements": pins,
                     "selftest": {"input": "selftest/input.png", "tolerance": SELFTEST_TOLERANCE}, "files": files}
         write_text(str(root / MANIFEST), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         with atomic_path(out) as tmp:
@@ -249,4 +277,4 @@ def _run_verify(args: Any) -> int:
     return 0
 
 
-__all__ = ["make_bundle", "verify_bundle", "selftest_image", "BundleError", "register"]
+__all__ = ["make_bundle", "verify_bundle", "selftest_image", "requirements", "BundleError", "register"]

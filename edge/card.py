@@ -48,6 +48,8 @@ class ModelCard:
     precision: str = "FP32"
     prune: Optional[Dict[str, Any]] = None
     source_sha256: Optional[str] = None
+    # where the encoder's initial weights came from: encoder, package, version, file, sha256, licence (None: random)
+    encoder: Optional[Dict[str, Any]] = None
     weights_sha256: Optional[str] = None  # sha256 of the IR .bin; checked when the IR is loaded
     tools: Dict[str, str] = field(default_factory=dict)
     metrics: Dict[str, Any] = field(default_factory=dict)

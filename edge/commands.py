@@ -1,16 +1,25 @@
 """The runtime verbs `mask`, `cutout`, `blur`, `replace`: parse arguments, load the model, call edge.apply."""
 import argparse
-from typing import Any, Callable
+from typing import Any, Callable, Dict
 
 from .apply import OPERATIONS, process_inputs
 from .compose import DEFAULT_BLUR_STRENGTH
 from .errors import ModelFileError
 from .io import DEFAULT_MAX_PIXELS, quiet_opencv
+from .postprocess import HELP as POST_PROCESS_HELP
+from .progress import add_progress_args
 
-# The zoo model each verb uses when -m is not given: `sod` (any salient subject) for masks and cutouts, `portrait`
-# (trained on people) for the background effects; on the held-out vikram_* portraits the two are level (IoU 0.690
-# vs 0.694, boundary IoU 0.372 vs 0.385, MAE 0.109 vs 0.111: train/recipes/README.md).
-DEFAULT_MODEL = {"mask": "sod", "cutout": "sod", "blur": "portrait", "replace": "portrait"}
+# One rule picks the zoo model a verb uses when -m is not given: a verb that makes a picture of the subject
+# (cutout, blur, replace) is mostly run on photos of people, so it takes `portrait`, the people model; `mask`
+# answers "what stands out" for any subject and takes `sod`, the general model. On ID photos `sod` drops jackets
+# and hair; on the held-out vikram_* portraits the two are level (IoU 0.690 vs 0.694, train/recipes/README.md).
+SUBJECT_MODEL = {  # kind of subject -> (zoo model, how --help states the rule)
+    "people": ("portrait", "the people model, as cutouts, blur and replace are mostly of people; -m sod for "
+                           "other subjects"),
+    "any": ("sod", "the general model for any salient subject; -m portrait for people"),
+}
+VERB_SUBJECT = {"mask": "any", "cutout": "people", "blur": "people", "replace": "people"}
+DEFAULT_MODEL = {verb: SUBJECT_MODEL[subject][0] for verb, subject in VERB_SUBJECT.items()}
 
 HELP = {
     "mask": "write the predicted mask of each input as an 8-bit PNG (videos: a gray video)",
@@ -44,7 +53,7 @@ def _common(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("-o", "--outdir", required=True, help="folder for the outputs (created if needed)")
     parser.add_argument("-m", "--model", default=None,
                         help="model: IR .xml, .onnx, a zoo name, or a plugin file such as a checkpoint "
-                             "(default: zoo model '{}')".format(DEFAULT_MODEL[verb]))
+                             "(default: {})".format(default_model_help(verb)))
     parser.add_argument("-d", "--device", default="CPU",
                         help="OpenVINO device: CPU, GPU, NPU, AUTO (OpenVINO picks), AUTO:GPU,CPU (priority list; "
                              "absent candidates are skipped), HETERO:a,b, MULTI:a,b (default: %(default)s)")
@@ -54,9 +63,14 @@ def _common(parser: argparse.ArgumentParser, verb: str) -> None:
                         help="refuse images larger than this many pixels (default: %(default)s)")
     parser.add_argument("--downscale-large", action="store_true",
                         help="shrink images above --max-pixels instead of refusing them")
-    parser.add_argument("--progress", dest="progress", action="store_true", default=None,
-                        help="always show progress (default: only on a terminal)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+    parser.add_argument("-ppm", "--post-process", action="store_true", help=POST_PROCESS_HELP)
+    add_progress_args(parser)
+
+
+def default_model_help(verb: str) -> str:
+    """How --help states the default model of `verb` and the rule behind it."""
+    model, why = SUBJECT_MODEL[VERB_SUBJECT[verb]]
+    return "zoo model '{}', {}".format(model, why)
 
 
 def _load(model: Any, verb: str, device: str) -> Any:
@@ -79,7 +93,7 @@ def _handler(verb: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         quiet_opencv()  # decoder warnings would add lines to the one-line-per-bad-input report
         predictor = _load(args.model, verb, args.device)
-        options = {}
+        options = {"post_process": args.post_process}  # type: Dict[str, Any]
         if verb == "blur":
             options["strength"] = args.strength
         elif verb == "replace":

@@ -1,11 +1,15 @@
 """Turn an image and its alpha into products: cutout (BGRA), bokeh blur, background replacement."""
+import os
 import re
-from typing import Optional, Sequence, Tuple, Union
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from .errors import InputError, MissingExtraError
+from .progress import echo
 
 Colour = Tuple[int, int, int]
 DEFAULT_BLUR_STRENGTH = 3.0  # Gaussian sigma as a percentage of the image's longer side
@@ -34,12 +38,71 @@ def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
     return (a * 255.0 + 0.5).astype(np.uint8)
 
 
-def estimate_foreground(bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Foreground colours unmixed from the background (pymatting's estimate_foreground_ml), BGR float32 in [0,1]."""
+def numba_cache_dir() -> Path:
+    """Where numba keeps pymatting's compiled kernels: $NUMBA_CACHE_DIR, else ~/.cache/edgematte/numba."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "edgematte" / "numba"
+
+
+def _warm_marker(cache: Path) -> Path:
+    """The file that says pymatting's kernels for these versions were compiled into `cache` already."""
+    from importlib import metadata
+
+    versions = []
+    for package in ("pymatting", "numba"):
+        try:
+            versions.append(metadata.version(package))
+        except metadata.PackageNotFoundError:
+            versions.append("none")
+    return cache / ".edgematte-warm-pymatting{}-numba{}-py{}{}".format(versions[0], versions[1], *sys.version_info[:2])
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported (without importing it)."""
+    import importlib.util
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
     try:
-        from pymatting import estimate_foreground_ml  # type: ignore
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def load_pymatting(notify: Callable[[str], None] = echo) -> Any:
+    """Import pymatting, its numba kernels cached in numba_cache_dir(); says so once when they must be compiled.
+
+    pymatting compiles every kernel when it is imported (explicit numba signatures, cache=True): a minute or two
+    the first time, a second or two once cached.
+    """
+    if sys.modules.get("pymatting") is not None:
+        return sys.modules["pymatting"]
+    if not _installed("pymatting"):
+        raise MissingExtraError("cutout --fg-estimate", "pymatting", "cutout")
+    cache = numba_cache_dir()
+    if "numba" not in sys.modules:  # numba reads its cache folder once, when it is imported
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(cache))
+    marker = _warm_marker(cache)
+    if not marker.is_file():
+        notify("edgematte: note: --fg-estimate compiles pymatting's kernels on its first run (a minute or two, "
+               "once); later runs load them from {}".format(cache))
+    try:
+        import pymatting  # type: ignore
     except ImportError:
         raise MissingExtraError("cutout --fg-estimate", "pymatting", "cutout") from None
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # a read-only cache: numba falls back to its own folders, and the note may show again
+    return pymatting
+
+
+def estimate_foreground(bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Foreground colours unmixed from the background (pymatting's estimate_foreground_ml), BGR float32 in [0,1]."""
+    estimate_foreground_ml = load_pymatting().estimate_foreground_ml
     a = _alpha(alpha, bgr.shape)[:, :, 0].astype(np.float64)
     fg = estimate_foreground_ml(bgr.astype(np.float64) / 255.0, a)
     return np.clip(fg, 0.0, 1.0).astype(np.float32)
@@ -137,5 +200,5 @@ def replace(bgr: np.ndarray, alpha: np.ndarray, background: Union[Colour, np.nda
     return composite(bgr, alpha, plate)
 
 
-__all__ = ["cutout", "blur", "replace", "composite", "blur_background", "estimate_foreground", "parse_colour",
-           "cover", "alpha_to_u8", "DEFAULT_BLUR_STRENGTH"]
+__all__ = ["cutout", "blur", "replace", "composite", "blur_background", "estimate_foreground", "load_pymatting",
+           "numba_cache_dir", "parse_colour", "cover", "alpha_to_u8", "DEFAULT_BLUR_STRENGTH"]

@@ -1,9 +1,11 @@
 """Dataset layouts on disk (folder pairs, DUTS, P3M-10k, PPM-100, AISegment) read as (image, alpha) pairs; torch-free."""
+import argparse
 import fnmatch
 import logging
-from dataclasses import dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import cv2
 import numpy as np
@@ -258,8 +260,17 @@ def find_pairs(root, split: Optional[str] = None) -> List[Pair]:
     return scan.pairs
 
 
-def _matches(pair: Pair, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(pair.image.name, p) or fnmatch.fnmatchcase(pair.stem, p) for p in patterns)
+def _names(item: Union[Pair, Path]) -> Tuple[str, str]:
+    """(file name, stem) a glob is matched against: a Pair's image, or an image path."""
+    if isinstance(item, Pair):
+        return item.image.name, item.stem
+    path = Path(item)
+    return path.name, path.stem
+
+
+def _matches(item: Union[Pair, Path], patterns: Sequence[str]) -> bool:
+    name, stem = _names(item)
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(stem, p) for p in patterns)
 
 
 def filter_pairs(pairs: Sequence[Pair], include: Sequence[str] = (), exclude: Sequence[str] = (),
@@ -271,6 +282,97 @@ def filter_pairs(pairs: Sequence[Pair], include: Sequence[str] = (), exclude: Se
         raise InputError("{}: no pairs left after --include {} / --exclude {}".format(
             source, " ".join(include) or "-", " ".join(exclude) or "-"))
     return kept
+
+
+# -- subsets: one spelling for every verb that reads a dataset -----------------------------------------
+Item = TypeVar("Item", Pair, Path)
+
+
+@dataclass
+class Subset:
+    """Which pairs a verb uses: those matching an --include glob (all when none) and no --exclude glob, sorted by
+    stem, then the first --limit of them (all when None)."""
+
+    include: List[str] = field(default_factory=list)
+    exclude: List[str] = field(default_factory=list)
+    limit: Optional[int] = None
+
+    def apply(self, items: Sequence[Item], source: str = "dataset") -> List[Item]:
+        """The chosen Pairs (or image Paths); InputError naming `source` and the globs when none is left."""
+        kept = [i for i in items if (not self.include or _matches(i, self.include)) and not _matches(i, self.exclude)]
+        kept.sort(key=lambda i: (_names(i)[1], str(i.image if isinstance(i, Pair) else i)))
+        if items and not kept:
+            raise InputError("{}: no pairs match {} (of {})".format(source, self.describe(), len(items)))
+        return kept[:self.limit] if self.limit else kept
+
+    def describe(self) -> str:
+        """The subset as its command-line flags, e.g. "--include 'vikram_*' --limit 20"."""
+        flags = ["--include {!r}".format(g) for g in self.include] + ["--exclude {!r}".format(g) for g in self.exclude]
+        if self.limit:
+            flags.append("--limit {}".format(self.limit))
+        return " ".join(flags) or "(everything)"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-able form, as reports record it."""
+        return asdict(self)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer, got {!r}".format(text)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("expected a positive integer, got {}".format(value))
+    return value
+
+
+# Old spellings of the subset flags, still accepted (hidden from --help, a warning when used): flag -> (dest, nargs)
+DEPRECATED_SUBSET_FLAGS = {
+    "--filter": ("include", None),  # eval: one glob
+    "--data-filter": ("include", "+"),  # bench: globs
+    "--val-filter": ("include", "+"),  # ship: globs
+    "--data-limit": ("limit", None),  # bench
+}  # type: Dict[str, Tuple[str, Optional[str]]]
+_NEW_FLAG = {"include": "--include GLOB", "limit": "--limit N"}
+
+
+class _DeprecatedFlag(argparse.Action):
+    """An old subset flag: warns once on stderr, then stores like its new spelling."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        print("edgematte: warning: {} is deprecated; use {}".format(option_string, _NEW_FLAG[self.dest]),
+              file=sys.stderr)
+        if self.dest == "limit":
+            setattr(namespace, "limit", values)
+            return
+        globs = list(getattr(namespace, self.dest, None) or [])
+        setattr(namespace, self.dest, globs + (list(values) if isinstance(values, list) else [values]))
+
+
+def add_subset_args(parser: argparse.ArgumentParser, what: str = "pairs", default_limit: Optional[int] = None,
+                    aliases: Sequence[str] = ()) -> None:
+    """Register --include GLOB, --exclude GLOB (repeatable) and --limit N, plus the old spellings in `aliases`
+    (keys of DEPRECATED_SUBSET_FLAGS) as hidden flags; read them back with subset_from_args."""
+    parser.add_argument("--include", action="append", default=None, metavar="GLOB",
+                        help="only {} whose image name or stem matches GLOB, e.g. 'vikram_*' (repeatable)".format(what))
+    parser.add_argument("--exclude", action="append", default=None, metavar="GLOB",
+                        help="leave out {} whose image name or stem matches GLOB (repeatable)".format(what))
+    parser.add_argument("--limit", type=positive_int, default=default_limit, metavar="N",
+                        help="only the first N {} by name, after --include/--exclude (default: {})".format(
+                            what, default_limit or "all"))
+    for flag in aliases:
+        dest, nargs = DEPRECATED_SUBSET_FLAGS[flag]
+        parser.add_argument(flag, dest=dest, nargs=nargs, action=_DeprecatedFlag, help=argparse.SUPPRESS,
+                            default=argparse.SUPPRESS, type=positive_int if dest == "limit" else None)
+
+
+def subset_from_args(args: argparse.Namespace) -> Subset:
+    """The Subset that add_subset_args' flags describe."""
+    return Subset(include=list(getattr(args, "include", None) or []),
+                  exclude=list(getattr(args, "exclude", None) or []), limit=getattr(args, "limit", None))
 
 
 # -- reading ------------------------------------------------------------------------------------------

@@ -1,11 +1,9 @@
 """Score a predictor on a dataset: per-image IoU / boundary IoU / MAE (+ matting errors on soft GT), SOD metrics over the set."""
 import argparse
 import collections
-import fnmatch
 import json
-import sys
 from dataclasses import asdict, dataclass, field
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -91,34 +89,19 @@ def score(pred: np.ndarray, gt: np.ndarray, soft: bool) -> Dict[str, Any]:
     return record
 
 
-def _progress(items: Iterable[Any], total: int, enabled: bool) -> Iterator[Any]:
-    """Wrap an iterator with a progress bar on stderr (tqdm when installed, a counter line otherwise)."""
-    if not enabled:
-        for item in items:
-            yield item
-        return
-    try:
-        from tqdm import tqdm  # type: ignore
-    except ImportError:
-        tqdm = None
-    if tqdm is not None:
-        for item in tqdm(items, total=total, desc="eval", unit="img", file=sys.stderr, leave=False):
-            yield item
-        return
-    for done, item in enumerate(items, 1):
-        yield item
-        print("\reval: {}/{}".format(done, total), end="", file=sys.stderr, flush=True)
-    print("", file=sys.stderr)
-
-
-def evaluate(predictor: Any, pairs: Sequence[Any], *, progress: bool = True, soft_gt: Optional[bool] = None,
-             sod: bool = True, data: str = "", nireq: int = 0) -> EvalReport:
+def evaluate(predictor: Any, pairs: Sequence[Any], *, progress: Optional[bool] = None,
+             soft_gt: Optional[bool] = None, sod: bool = True, data: str = "", nireq: int = 0,
+             post_process: bool = False) -> EvalReport:
     """Run `predictor` on dataset pairs (edgematte.edge.datasets.Pair) and score every image.
 
     soft_gt: None detects per image (see `is_soft`), True/False forces the matting metrics on/off.
     sod: also accumulate the SOD metrics over the set (needs pysodmetrics, the `eval` extra).
+    progress: None auto (a bar on a terminal, periodic lines elsewhere), True forced, False off.
+    post_process: score the cleaned masks of `--post-process` (edge.postprocess) instead of the raw ones.
     """
     from .datasets import read_pair
+    from .postprocess import post_process as clean
+    from .progress import progress_iter
 
     pairs = list(pairs)
     if not pairs:
@@ -133,9 +116,12 @@ def evaluate(predictor: Any, pairs: Sequence[Any], *, progress: bool = True, sof
             yield image
 
     records = []  # type: List[Dict[str, Any]]
-    for prediction in _progress(predictor.predict_many(images(), nireq=nireq), len(pairs), progress):
+    predictions = predictor.predict_many(images(), nireq=nireq)
+    for prediction in progress_iter(predictions, len(pairs), "eval", "images", progress):
         pair, gt = pending.popleft()
         pred = alpha_of(np.asarray(prediction, dtype=np.float32))
+        if post_process:
+            pred = clean(pred)
         if pred.shape != gt.shape:
             raise InputError("{}: prediction {}x{} differs from the mask {}x{}".format(
                 pair.image, pred.shape[1], pred.shape[0], gt.shape[1], gt.shape[0]))
@@ -152,7 +138,7 @@ def evaluate(predictor: Any, pairs: Sequence[Any], *, progress: bool = True, sof
         records=records,
         summary=summarise(records, accumulator.results() if accumulator is not None else None),
         meta={"task": getattr(card, "task", None), "soft_gt": "auto" if soft_gt is None else bool(soft_gt),
-              "soft_fraction": SOFT_FRACTION},
+              "soft_fraction": SOFT_FRACTION, "post_process": bool(post_process)},
     )
 
 
@@ -193,18 +179,10 @@ def summary_table(reports: Sequence[EvalReport]) -> str:
 
 
 # -- the `edgematte eval` verb ---------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer, got {!r}".format(text)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("expected a positive integer, got {}".format(value))
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the `eval` verb."""
+    from .datasets import add_subset_args
+    from .progress import add_progress_args
     parser = subparsers.add_parser(
         "eval", help="score a model on a dataset folder (IoU, boundary IoU, MAE, SOD and matting metrics)",
         description="Score a model on a dataset folder: per-image IoU, boundary IoU and MAE (+ SAD/MSE/Grad/Conn "
@@ -218,19 +196,27 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", metavar="FILE", help="write per-image records and the summary to this JSON file")
     parser.add_argument("-d", "--device", default="CPU", help="OpenVINO device (default CPU)")
     parser.add_argument("--split", help="dataset split where the layout has several (e.g. test, val-p)")
-    parser.add_argument("--filter", metavar="GLOB", help="only images whose stem matches this glob (e.g. 'vikram_*')")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N images (after --filter)")
+    add_subset_args(parser, aliases=("--filter",))
     parser.add_argument("--soft-gt", choices=("auto", "yes", "no"), default="auto",
                         help="compute the matting errors: auto (when the GT is a soft matte), always, or never")
     parser.add_argument("--no-sod", action="store_true", help="skip the SOD metrics (no pysodmetrics needed)")
-    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    parser.add_argument("-ppm", "--post-process", action="store_true",
+                        help="score the masks cleaned as --post-process of mask/cutout/blur/replace leaves them "
+                             "(haze and small blobs dropped, small holes filled, a soft edge band kept): run with "
+                             "and without to see whether it helps on your data")
+    add_progress_args(parser)
     parser.set_defaults(func=run_eval)
 
 
 def select_pairs(pairs: Sequence[Any], pattern: Optional[str] = None, limit: Optional[int] = None) -> List[Any]:
-    """Pairs whose stem matches the glob `pattern` (all when None), the first `limit` of them."""
-    chosen = [p for p in pairs if pattern is None or fnmatch.fnmatchcase(p.stem, pattern)]
-    return chosen[:limit] if limit else chosen
+    """Pairs whose name or stem matches the glob `pattern` (all when None), the first `limit` of them by stem; an
+    empty list when none match (the verbs use edge.datasets.Subset, which says so)."""
+    from .datasets import Subset
+
+    try:
+        return Subset(include=[pattern] if pattern else [], limit=limit).apply(pairs)
+    except InputError:
+        return []
 
 
 def load_predictor(model: str, spec: Optional[str] = None, device: str = "CPU") -> Any:
@@ -251,17 +237,17 @@ def load_predictor(model: str, spec: Optional[str] = None, device: str = "CPU") 
 
 def run_eval(args: argparse.Namespace) -> int:
     """Handler of `edgematte eval`."""
-    from .datasets import find_pairs
+    from .datasets import find_pairs, subset_from_args
 
-    pairs = select_pairs(find_pairs(args.data, args.split), args.filter, args.limit)
-    if not pairs:
-        raise InputError("{}: no pairs match --filter {!r}".format(args.data, args.filter))
+    subset = subset_from_args(args)
+    pairs = subset.apply(find_pairs(args.data, args.split), source=str(args.data))
     predictor = load_predictor(args.model, args.spec, args.device)
     soft = {"auto": None, "yes": True, "no": False}[args.soft_gt]
-    report = evaluate(predictor, pairs, progress=not args.no_progress, soft_gt=soft, sod=not args.no_sod,
-                      data=str(args.data))
+    report = evaluate(predictor, pairs, progress=args.progress, soft_gt=soft, sod=not args.no_sod,
+                      data=str(args.data), post_process=args.post_process)
     report.meta.update({"model_path": str(args.model), "spec": args.spec, "device": args.device,
-                        "split": args.split, "filter": args.filter, "limit": args.limit})
+                        "split": args.split, "subset": subset.to_dict(),
+                        "filter": " ".join(subset.include) or None, "limit": subset.limit})
     print(report.table())
     if args.json:
         report.write_json(args.json)

@@ -12,18 +12,25 @@ EPILOG = """\
 SOURCE is a kit checkpoint (.pt written by `edgematte train`) or, with --untrained, a zoo model name (modnet, u2net,
 u2netp, mbv2_unet) initialised at random with a fixed seed (for sizing, latency and pipeline checks).
 
-Writes into DIR:
-  NAME.onnx                  f32 NCHW RGB normalised input, model card in metadata ("edgematte.card")
-  NAME_fp32.xml/.bin         OpenVINO IR taking u8 BGR NHWC [1,H,W,3] (preprocessing inside), BatchNorm folded
-  NAME_fp16.xml/.bin         the same with FP16 weights
+Writes into DIR (file names start with "model" whatever the checkpoint is called; --name NAME changes that):
+  model.onnx                 f32 NCHW RGB normalised input, model card in metadata ("edgematte.card")
+  model_fp32.xml/.bin        OpenVINO IR taking u8 BGR NHWC [1,H,W,3] (preprocessing inside), BatchNorm folded
+  model_fp16.xml/.bin        the same with FP16 weights
+  model_ncs2.xml/.bin        with --target ncs2 only
   export_report.json         params, FLOPs, file sizes, parity numbers, BatchNorm op count, OpenCV DNN result
 
 Checks: onnxruntime vs PyTorch (max |diff| < 1e-4), ONNX vs FP32 IR, FP16 IR vs FP32 IR and PyTorch FP32 vs FP16
 activations (max |diff| <= 0.02 and IoU@0.5 >= 0.99 on every image; images from ../shared/data/duts-te-val when
-present, else synthetic). A failed check exits 1 after writing the report.
+present, else synthetic). Each compares what the runtime returns: the map resized back to the image's size (for
+trimap models, the foreground alpha).
+
+An IR that fails its check is kept only as model_<precision>.parity-failed.xml/.bin (never under its normal name);
+the command then exits 1 after writing the report, with one line naming the file, by how much it missed and how to
+go on (a larger --fp16-max-diff, or --precision fp32). The files under their normal names passed every check.
 
 example:
-  edgematte export runs/sod/best.pt -o out/u2netp --precision fp32,fp16
+  edgematte export runs/sod/best.pt -o out/sod                 # out/sod/model.onnx, model_fp32.xml, ...
+  edgematte export runs/sod/best.pt -o out --name sod --precision fp32   # out/sod.onnx, out/sod_fp32.xml
   edgematte export modnet --untrained -o out/modnet --size 256 256
 """
 
@@ -48,6 +55,8 @@ def register(subparsers: Any) -> None:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE", help="kit checkpoint (.pt), or a zoo model name with --untrained")
     p.add_argument("-o", "--out", metavar="DIR", required=True, help="output folder (created if absent)")
+    p.add_argument("--name", metavar="NAME", default=None,
+                   help="file stem: NAME.onnx, NAME_fp32.xml, ... (default model; the model card keeps its name)")
     p.add_argument("--format", type=_csv, default=list(FORMATS), metavar="LIST",
                    help="comma-separated artifacts to keep: onnx, ir (default onnx,ir; the IR is always made "
                         "from an ONNX file, which is deleted when only ir is asked for)")
@@ -66,7 +75,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help="ONNX opset (default {}; lower ones are down-converted, which can fail)".format(DEFAULT_OPSET))
     p.add_argument("--target", choices=("ncs2",), default=None,
-                   help="also write NAME_ncs2.xml for the NCS2 (MYRIAD, OpenVINO 2022.3): FP16, static, batch 1, "
+                   help="also write model_ncs2.xml for the NCS2 (MYRIAD, OpenVINO 2022.3): FP16, static, batch 1, "
                         "newer ops rewritten to opset10, checked by the same lint as `edgematte check-ncs2`")
     p.add_argument("--torch-fp16", choices=("emulate", "half"), default="emulate",
                    help="how the PyTorch FP16-activation check runs: emulate (round weights and every op output to "
@@ -117,13 +126,13 @@ def run_ship(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the export (it prints a summary); a failed parity check raises ParityError (exit 1)."""
+    """Run the export (it prints a summary); a failed parity check raises ParityError (exit 1, one line)."""
     from .api import export_model  # torch, onnx, openvino: only when the verb runs
 
     report = export_model(args.source, args.out, formats=args.format, precisions=args.precision, size=args.size,
                           dynamic=args.dynamic, untrained=args.untrained, images=args.images,
                           image_count=args.image_count, opset=args.opset,
                           torch_fp16=args.torch_fp16, target=args.target, verbose=True,
-                          fp16_max_diff=args.fp16_max_diff)
+                          fp16_max_diff=args.fp16_max_diff, name=args.name)
     print("report: {}/{}".format(args.out.rstrip("/"), REPORT_NAME))
     return 0

@@ -101,7 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from edgematte.edge.io import write_text
 
-    from .api import REPORT_NAME, ExportReport, export_model
+    from .api import REPORT_NAME, ExportReport, export_model, onnx_name
     from .parity import ParityError
     from .to_ir import batchnorm_ops  # noqa: F401 - keeps the import cost out of the timed section
 
@@ -126,8 +126,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.manual_seed(0)
         model = create_model(name).eval()
         size = report.input_size
-        latency = compare_latency({p: os.path.join(out, "{}_{}.xml".format(name, p)) for p in report.ir},
-                                  os.path.join(out, name + ".onnx"), model, size, runs=args.runs,
+        latency = compare_latency({p: os.path.join(out, report.ir_file(p)) for p in report.ir},
+                                  os.path.join(out, onnx_name(report.stem)), model, size, runs=args.runs,
                                   threads=args.threads)
         results[name] = {"input_size": size, "params": report.params, "flops": report.flops, "files": report.files,
                          "onnx_ort_max_abs_diff": report.onnx["ort_max_abs_diff"],

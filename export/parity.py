@@ -1,5 +1,9 @@
 """Parity checks between artifacts on images: FP16 vs FP32 IR, ONNX (onnxruntime) vs IR, PyTorch FP32 vs FP16 activations.
 
+Every comparison judges what a user of the model gets: the runtime's output resized back to the image's size and
+clipped to [0,1] (the network-size map is never compared), and for trimap models the foreground alpha the verbs
+compose with (P(fg) + P(unknown)/2), not the three probabilities.
+
 OpenVINO's CPU plugin runs an FP16 IR in FP32 on AVX2 machines (only the weights are rounded), so the PyTorch
 FP16-activation check is the one that catches overflow (e.g. in normalisation layers) before a GPU/NCS2 does.
 """
@@ -101,16 +105,28 @@ def parity_images(count: int = 8, folder: Optional[str] = None) -> Tuple[List[Im
 Run = Callable[[np.ndarray], np.ndarray]  # BGR image -> map at the image's size (HxW or HxWxC)
 
 
-def compare(first: Run, second: Run, images: Sequence[Image], max_diff: float, min_iou: float) -> Dict[str, Any]:
-    """Run both on every image; per-image max |diff| and IoU@0.5, the worst of each, and whether all passed."""
+def output_view(prediction: np.ndarray, task: Optional[str] = None) -> np.ndarray:
+    """What the verbs use of a runtime output: the map itself, or the foreground alpha of a trimap."""
+    if task == "trimap":
+        from edgematte.edge.evaluate import alpha_of
+
+        return alpha_of(prediction)
+    return prediction
+
+
+def compare(first: Run, second: Run, images: Sequence[Image], max_diff: float, min_iou: float,
+            task: Optional[str] = None) -> Dict[str, Any]:
+    """Run both on every image; per-image max |diff| and IoU@0.5 of their outputs at the image's size (the alpha for
+    a trimap `task`), the worst of each, and whether all passed."""
     rows = []
     for name, bgr in images:
-        a, b = first(bgr), second(bgr)
+        a, b = output_view(first(bgr), task), output_view(second(bgr), task)
         rows.append({"image": name, "max_abs_diff": max_abs_diff(a, b), "iou": map_iou(a, b)})
     worst_diff = max((r["max_abs_diff"] for r in rows), default=0.0)
     worst_iou = min((r["iou"] for r in rows), default=1.0)
     return {"images": len(rows), "max_abs_diff": worst_diff, "min_iou": worst_iou,
             "tolerance": {"max_abs_diff": max_diff, "min_iou": min_iou},
+            "compared": "alpha at image size" if task == "trimap" else "output at image size",
             "ok": bool(worst_diff <= max_diff and worst_iou >= min_iou), "per_image": rows}
 
 
@@ -202,23 +218,24 @@ def torch_runner(model: Any, card: Any, fp16: Optional[str] = None) -> Run:
 
 
 def fp16_ir_parity(fp32_xml: str, fp16_xml: str, images: Sequence[Image], max_diff: float = FP16_MAX_ABS_DIFF,
-                   min_iou: float = FP16_MIN_IOU) -> Dict[str, Any]:
+                   min_iou: float = FP16_MIN_IOU, task: Optional[str] = None) -> Dict[str, Any]:
     """FP16 IR vs FP32 IR on the images."""
-    return compare(ir_runner(fp32_xml), ir_runner(fp16_xml), images, max_diff, min_iou)
+    return compare(ir_runner(fp32_xml), ir_runner(fp16_xml), images, max_diff, min_iou, task)
 
 
 def torch_fp16_parity(model: Any, card: Any, images: Sequence[Image], max_diff: float = FP16_MAX_ABS_DIFF,
                       min_iou: float = FP16_MIN_IOU, mode: str = "emulate") -> Dict[str, Any]:
     """PyTorch FP32 vs PyTorch with FP16 weights and activations on the images (catches FP16 overflow)."""
-    result = compare(torch_runner(model, card), torch_runner(model, card, fp16=mode), images, max_diff, min_iou)
+    result = compare(torch_runner(model, card), torch_runner(model, card, fp16=mode), images, max_diff, min_iou,
+                     getattr(card, "task", None))
     result["mode"] = mode
     return result
 
 
 def onnx_ir_parity(onnx_path: str, fp32_xml: str, images: Sequence[Image], max_diff: float = ONNX_IR_MAX_ABS_DIFF,
-                   min_iou: float = ONNX_IR_MIN_IOU) -> Dict[str, Any]:
+                   min_iou: float = ONNX_IR_MIN_IOU, task: Optional[str] = None) -> Dict[str, Any]:
     """onnxruntime on the ONNX file vs the FP32 IR (whose preprocessing is inside) on the images."""
-    return compare(onnxruntime_runner(onnx_path), ir_runner(fp32_xml), images, max_diff, min_iou)
+    return compare(onnxruntime_runner(onnx_path), ir_runner(fp32_xml), images, max_diff, min_iou, task)
 
 
 def check(result: Dict[str, Any], what: str) -> None:

@@ -380,9 +380,9 @@ exit status: 0 within the limits, 1 outside them or bad input, {exit} ({name}) w
 cannot run here (no CUDA GPU, CPU-only onnxruntime/torch, CUDA libraries missing).
 
 examples:
-  edgematte parity out/sod/sod.onnx --ref CUDA --vs CPU --data ../shared/data/duts-te-val --json parity.json
-  edgematte parity out/sod/sod.onnx --ref CUDA --ir out/sod/sod_fp16.xml
-  edgematte parity runs/sod/best.pt --ref TORCH-CPU --ir out/sod/sod_fp32.xml
+  edgematte parity out/sod/model.onnx --ref CUDA --vs CPU --data ../shared/data/duts-te-val --json parity.json
+  edgematte parity out/sod/model.onnx --ref CUDA --ir out/sod/model_fp16.xml
+  edgematte parity runs/sod/best.pt --ref TORCH-CPU --ir out/sod/model_fp32.xml
 """.format(exit=CUDA_UNAVAILABLE_EXIT, name="CUDA_UNAVAILABLE_EXIT")
 
 

@@ -21,7 +21,7 @@ from edgematte.edge.io import write_text
 from edgematte.edge.runtime import load_model
 from edgematte.edge.zoo import CHECKPOINT_FILE, MODEL_FILE, PACKAGE_DIR
 
-from .api import export_model
+from .api import export_model, ir_name
 
 SHIP_FILE = "ship.json"
 # INT8 ships when, on the validation set, its mean MAE is at most 5 % (relative) + 0.002 above FP32's and its mean
@@ -46,8 +46,8 @@ def ship(checkpoint: str, name: str, val: str, zoo: Optional[str] = None, work: 
     work_dir = Path(work or tempfile.mkdtemp(prefix="edgematte-ship-"))
     report = export_model(checkpoint, str(work_dir), formats=("ir",), precisions=("fp32", "fp16"), verbose=verbose,
                           fp16_max_diff=fp16_max_diff)
-    irs = {p: str(work_dir / "{}_{}.xml".format(report.name, p)) for p in ("fp32", "fp16")}
-    irs["int8"] = str(work_dir / "{}_int8.xml".format(report.name))
+    irs = {p: str(work_dir / report.ir_file(p)) for p in ("fp32", "fp16")}
+    irs["int8"] = str(work_dir / ir_name(report.stem, "int8"))
     quantize_ir(irs["fp32"], irs["int8"], calib=calib)
 
     pairs = find_pairs(val)

@@ -136,12 +136,26 @@ def test_default_zoo_model(tmp_path: Path, model: Path, inputs: Path, monkeypatc
     empty.mkdir()
     monkeypatch.setattr(zoo, "PACKAGE_DIR", empty)  # independent of what the package ships
     monkeypatch.setenv("EDGEMATTE_ZOO", str(tmp_path / "zoo"))
-    assert main(["mask", str(inputs), "-o", str(tmp_path / "o")]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'sod'" in err[0] and "-m" in err[0]
-    build_ir(tmp_path / "zoo" / "sod", name="model", size=(32, 32))
-    assert main(["mask", str(inputs), "-o", str(tmp_path / "o")]) == 0
-    assert _files(tmp_path / "o") == ["a.png", "b.png", "nested/c.png"]
+    for verb, name in (("mask", "sod"), ("cutout", "portrait")):  # the bare mask: general; pictures of people
+        assert main([verb, str(inputs), "-o", str(tmp_path / verb)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "'{}'".format(name) in err[0] and "-m" in err[0]
+        build_ir(tmp_path / "zoo" / name, name="model", size=(32, 32))
+        assert main([verb, str(inputs), "-o", str(tmp_path / verb)]) == 0
+        assert _files(tmp_path / verb) == ["a.png", "b.png", "nested/c.png"]
+
+
+def test_help_states_each_default_and_its_rule(capsys) -> None:
+    from edgematte.edge.commands import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL == {"mask": "sod", "cutout": "portrait", "blur": "portrait", "replace": "portrait"}
+    for verb, name, rule in (("mask", "sod", "any salient subject"), ("cutout", "portrait", "mostly of people"),
+                             ("blur", "portrait", "mostly of people"), ("replace", "portrait", "mostly of people")):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: zoo model '{}', ".format(name) in text and rule in text, verb
+        assert "-ppm, --post-process" in text and "faint veil" in text and "leave it off" in text
 
 
 def test_console_script(tmp_path: Path, model: Path, inputs: Path) -> None:
@@ -166,6 +180,68 @@ def test_cli_startup_imports_no_heavy_framework() -> None:
 
 
 def test_progress_counter_without_tqdm(tmp_path: Path, model: Path, inputs: Path, monkeypatch, capsys) -> None:
+    from edgematte.edge import progress
+
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError: the plain counter is used
-    assert main(["mask", str(inputs), "-o", str(tmp_path / "o"), "-m", str(model), "--progress"]) == 0
-    assert "images: 3/3" in capsys.readouterr().err
+    monkeypatch.setattr(progress, "is_terminal", lambda stream: True)
+    assert main(["mask", str(inputs), "-o", str(tmp_path / "o"), "-m", str(model)]) == 0
+    assert "\rmask: 3/3 images" in capsys.readouterr().err
+
+
+def test_progress_in_a_log_is_plain_lines(tmp_path: Path, model: Path, inputs: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("EDGEMATTE_PROGRESS_INTERVAL", "0")  # a line per image (default: one every 10 s)
+    assert main(["blur", str(inputs), "-o", str(tmp_path / "o"), "-m", str(model)]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err and "it/s" not in err
+    lines = err.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["blur: 1/3 images", "blur: 2/3 images", "blur: 3/3 images",
+                                                      "blur: 3/3 images"]
+    assert lines[-1].endswith(" s, done")
+    monkeypatch.delenv("EDGEMATTE_PROGRESS_INTERVAL")
+    assert main(["mask", str(inputs), "-o", str(tmp_path / "p"), "-m", str(model), "--progress"]) == 0
+    assert capsys.readouterr().err.startswith("mask: 3/3 images, ")  # short and forced: the last line only
+
+
+def _hazy_photo(path: Path) -> None:
+    """A bright subject on a mid-gray background (the tiny model's haze, ~0.25) with a small bright speck."""
+    image = np.full((192, 256, 3), 110, np.uint8)
+    image[48:160, 80:200] = 230
+    image[8:14, 8:14] = 230
+    cv2.imwrite(str(path), image)
+
+
+def test_post_process_cleans_the_haze(tmp_path: Path, model: Path, capsys) -> None:
+    photo = tmp_path / "photo.png"
+    _hazy_photo(photo)
+    assert main(["mask", str(photo), "-o", str(tmp_path / "raw"), "-m", str(model)]) == 0
+    assert main(["mask", str(photo), "-o", str(tmp_path / "ppm"), "-m", str(model), "-ppm"]) == 0
+    assert main(["cutout", str(photo), "-o", str(tmp_path / "cut"), "-m", str(model), "--post-process"]) == 0
+    assert capsys.readouterr().err == ""
+    raw = cv2.imread(str(tmp_path / "raw" / "photo.png"), cv2.IMREAD_UNCHANGED)
+    clean = cv2.imread(str(tmp_path / "ppm" / "photo.png"), cv2.IMREAD_UNCHANGED)
+    assert 40 < raw[120:180, 10:60].mean() < 90 and raw[10:12, 10:12].min() > 128  # haze and the speck
+    assert clean[120:180, 10:60].max() == 0 and clean[8:14, 8:14].max() == 0 and clean[80:120, 120:160].min() == 255
+    haze = lambda m: np.mean((m > 5) & (m < 250))  # noqa: E731
+    assert haze(clean) < haze(raw) / 4
+    alpha = cv2.imread(str(tmp_path / "cut" / "photo.png"), cv2.IMREAD_UNCHANGED)[..., 3]
+    assert np.array_equal(alpha, clean)
+
+
+def test_fg_estimate_says_once_that_it_compiles(tmp_path: Path, model: Path, inputs: Path, monkeypatch,
+                                                capsys) -> None:
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "pymatting.py").write_text("def estimate_foreground_ml(image, alpha):\n    return image\n")
+    monkeypatch.syspath_prepend(str(fake))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    for run in range(2):
+        monkeypatch.delitem(sys.modules, "pymatting", raising=False)
+        assert main(["cutout", str(inputs / "b.png"), "-o", str(tmp_path / "o"), "-m", str(model),
+                     "--fg-estimate"]) == 0
+        err = capsys.readouterr().err
+        if run == 0:
+            assert err.count("\n") == 1 and "note: --fg-estimate compiles pymatting's kernels" in err
+            assert str(tmp_path / "numba") in err
+        else:
+            assert err == ""  # the kernels are cached: no note
+    monkeypatch.delitem(sys.modules, "pymatting", raising=False)

@@ -246,8 +246,8 @@ def test_pruned_checkpoint_exports_to_ir_with_its_record(tiny_ckpt, tmp_path):
     result = prune_checkpoint(str(tiny_ckpt), str(tmp_path / "pruned"), PruneConfig(ratio=0.5))
     report = api.export_model(result.checkpoint, str(tmp_path / "ir"), precisions=("fp32",), size=(SIZE, SIZE),
                               images=parity.SYNTHETIC, image_count=1)
-    assert (tmp_path / "ir" / "tiny_fp32.xml").is_file()
-    card = ModelCard.read_rt_info(Core().read_model(str(tmp_path / "ir" / "tiny_fp32.xml")))
+    assert (tmp_path / "ir" / "model_fp32.xml").is_file()
+    card = ModelCard.read_rt_info(Core().read_model(str(tmp_path / "ir" / "model_fp32.xml")))
     assert card.prune["strategy"] == "fixed" and card.prune["params_after"] == result.record.params_after
     assert card.config["channels"] == result.record.channels
     assert report.name == "tiny"

@@ -67,13 +67,32 @@ def test_cli_quantize_reports_agreement(tmp_path, calib, capsys):
     source = conv_ir(tmp_path)
     code = main(["quantize", str(source), "-o", str(tmp_path / "out"), "--calib", str(calib), "--subset", "6"])
     assert code == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "convnet_int8.xml" in printed and "IoU@0.5" in printed
     report = json.loads((tmp_path / "out" / "quantize_report.json").read_text())
     assert report["calibration_images"] == 6 and report["card"]["precision"] == "INT8"
     agree = report["agreement_with_source"]
-    assert agree["images"] == 12 and 0 < agree["max_abs_diff"] < 0.1  # the toy hovers near 0.5: IoU says little
+    assert agree["images"] == 12 and 0.02 < agree["max_abs_diff"] < 0.1  # the toy hovers near 0.5: IoU says little
     assert 0 <= agree["min_iou"] <= agree["mean_iou"] <= 1
+    # it moved further than FP16 may: one warning line on stderr pointing at --max-drop, the same text in the report
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == "warning: " + report["warning"], captured.err
+    assert "beyond the FP16 parity limits" in lines[0] and "--max-drop" in lines[0]
+    assert "{:.3f}".format(agree["max_abs_diff"]) in lines[0]
+
+
+def test_departure_warning_follows_the_fp16_limits():
+    from edgematte.compress import cli
+    from edgematte.export import parity
+
+    assert (cli.FP16_MAX_ABS_DIFF, cli.FP16_MIN_IOU) == (parity.FP16_MAX_ABS_DIFF, parity.FP16_MIN_IOU)
+    close = {"images": 16, "max_abs_diff": 0.01, "min_iou": 0.995}
+    assert cli.departure_warning(close) is None
+    far = dict(close, max_abs_diff=0.29, min_iou=0.83)
+    assert "0.290 > 0.02" in cli.departure_warning(far) and "0.830 < 0.99" in cli.departure_warning(far)
+    assert cli.departure_warning(dict(close, min_iou=0.95)) is not None
+    assert cli.departure_warning(far, guarded=True) is None  # --max-drop held the quality: nothing to point at
 
 
 def test_bad_calibration_or_model_is_one_line_and_writes_nothing(tmp_path, calib, capsys):

@@ -255,8 +255,8 @@ def test_rewritten_checkpoint_exports_to_ir(tmp_path):
     save_checkpoint(str(tmp_path / "tiny.pt"), model, card_for(model, name="tiny"))
     report = api.export_model(str(tmp_path / "tiny.pt"), str(tmp_path / "ir"), precisions=("fp32",), size=(64, 64),
                               images=parity.SYNTHETIC, image_count=1)
-    assert report.ok and (tmp_path / "ir" / "tiny_fp32.xml").is_file()
-    card = ModelCard.read_rt_info(Core().read_model(str(tmp_path / "ir" / "tiny_fp32.xml")))
+    assert report.ok and (tmp_path / "ir" / "model_fp32.xml").is_file()
+    card = ModelCard.read_rt_info(Core().read_model(str(tmp_path / "ir" / "model_fp32.xml")))
     assert card.config["rewrites"] == model.config.rewrites
 
 

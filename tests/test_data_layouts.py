@@ -148,7 +148,7 @@ def test_size_mismatch_is_input_error(tmp_path):
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("name,count", [("duts-tr", 6000), ("duts-te-val", 500), ("portraits", 505)])
+@pytest.mark.parametrize("name,count", [("duts-tr", 10553), ("duts-te-val", 500), ("portraits", 505)])
 def test_shared_datasets_are_pairs(shared_dir, name, count):
     root = shared_dir / "data" / name
     assert detect_layout(root) == "pairs"

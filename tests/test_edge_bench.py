@@ -122,3 +122,58 @@ def test_foreign_onnx_with_a_spec_gets_no_kit_onnxruntime_row(tmp_path):
     rows = build_rows([str(onnx) + "@" + str(spec), str(onnx)], ["CPU"], ["onnxruntime"])
     assert [(r.label, r.backend) for r in rows] == [("tiny [CPU]", "openvino"), ("tiny [CPU]", "openvino"),
                                                     ("tiny [CPU] onnxruntime", "onnxruntime")]
+
+
+def test_subset_flags_pick_the_data_pairs(tmp_path, capsys):
+    a = build_ir(tmp_path / "a", name="alpha_a", size=(32, 32))
+    data = make_pairs_dataset(tmp_path / "data", n=5, size=(40, 50))  # stems s000 .. s004
+    out = tmp_path / "r.json"
+    assert main(["bench", str(a), "--niter", "2", "--data", str(data), "--include", "s00[134]", "--exclude", "s001",
+                 "--limit", "1", "--json", str(out)]) == 0
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["data_images"] == 1 and settings["subset"] == {"include": ["s00[134]"], "exclude": ["s001"],
+                                                                   "limit": 1}
+    assert capsys.readouterr().err == ""
+    assert main(["bench", str(a), "--niter", "2", "--data", str(data), "--data-filter", "s00[34]", "--data-limit", "1",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["settings"]["data_images"] == 1
+    err = capsys.readouterr().err
+    assert "--data-filter is deprecated; use --include GLOB" in err and "--data-limit is deprecated" in err
+
+
+def _long_named_models(tmp_path):
+    names = ["mobilenetv2_unet_portrait_pruned_int8", "u2netp_salient_objects_fp16_reference"]
+    return [str(build_ir(tmp_path / n, name=n, size=(32, 32))) for n in names]
+
+
+def test_table_fits_100_columns_and_wide_shows_every_column(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # not a terminal: 100 columns
+    models = _long_named_models(tmp_path)
+    data = make_pairs_dataset(tmp_path / "data", n=2, size=(40, 50))
+    assert main(["bench"] + models + ["--niter", "3", "--data", str(data)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in printed) <= 100, printed
+    header = printed[0].split()
+    assert header[:2] == ["model", "prec"] and "IoU" in header and "e2e" in header and "load" not in header
+    assert printed[2].startswith("mobilenetv2") and "..." in printed[2] and "[CPU]" in printed[2]
+    assert "--wide" in printed[-1]
+    assert main(["bench"] + models + ["--niter", "3", "--data", str(data), "--wide"]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert all(h in wide[0] for h in ("backend", "load s", "first ms", "p90", "pre ms", "infer ms", "post ms"))
+    assert "mobilenetv2_unet_portrait_pruned_int8 [CPU]" in wide[2]
+
+
+def test_plot_labels_never_collide(tmp_path):
+    from edgematte.edge.bench import _overlaps, place_labels, write_plot
+
+    row = {"latency": {"median_ms": 3.0}, "quality": {"iou": 0.7}}
+    rows = [dict(row, label="model_{} [CPU]".format(i)) for i in range(8)]  # all on one spot
+    rows.append(dict(row, label="far_off [CPU]", latency={"median_ms": 30.0}))
+    boxes = write_plot({"rows": rows}, str(tmp_path / "plot.png"))
+    assert len(boxes) == 9 and cv2.imread(str(tmp_path / "plot.png")).shape == (560, 900, 3)
+    for i, a in enumerate(boxes):
+        assert 0 <= a[0] and a[0] + a[2] <= 900 and 0 <= a[1] and a[1] + a[3] <= 560
+        assert not any(_overlaps(a, b, 0) for b in boxes[i + 1:])
+    points = [(890, 10)] * 5  # in a corner: labels go left and down, still inside
+    for box in place_labels(points, [(120, 12)] * 5, (0, 0, 900, 560)):
+        assert box[0] >= 0 and box[0] + box[2] <= 900 and box[1] >= 0

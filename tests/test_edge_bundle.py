@@ -53,6 +53,25 @@ def test_bundle_then_verify(tmp_path, irs, capsys):
     assert [m["name"] for m in result["models"]] == ["tiny", "tri"] and result["models"][0]["max_diff_levels"] <= 1
 
 
+def test_bundle_requirements_name_this_edgematte(tmp_path, irs, capsys):
+    """run.sh calls `edgematte`: requirements.txt pins this version first and says how to install its wheel."""
+    from importlib.metadata import version
+
+    out = tmp_path / "req.tar.gz"
+    assert main(["bundle", str(irs[0]), "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    with tarfile.open(str(out), "r:gz") as tar:
+        text = tar.extractfile("req/requirements.txt").read().decode()
+        manifest = json.loads(tar.extractfile("req/manifest.json").read())
+        run_sh = tar.extractfile("req/run.sh").read().decode()
+    pin = "edgematte=={}".format(version("edgematte"))
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[0] == pin and "openvino>=2022.3" in lines and "exec edgematte mask" in run_sh
+    assert "edgematte-{}-py3-none-any.whl".format(version("edgematte")) in text and "pip wheel" in text
+    assert manifest["requirements"] == lines
+    assert main(["verify", str(out)]) == 0
+
+
 def test_ovms_layout(tmp_path, irs):
     out = tmp_path / "serve.tar.gz"
     manifest = make_bundle([str(irs[0])], str(out), ovms=True)

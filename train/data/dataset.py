@@ -9,6 +9,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from edgematte.edge.datasets import Pair, filter_pairs, find_pairs, read_pair
 
 from .augment import AugmentConfig, augment, resize_pair
+from .cache import DecodedCache
 from .composite import Compositor
 from .trimap import classes_to_unit, trimap_classes
 
@@ -33,7 +34,8 @@ class PairDataset(Dataset):
 
     def __init__(self, pairs: Sequence[Pair], size: Tuple[int, int], mean: Sequence[float], std: Sequence[float],
                  train: bool = True, seed: int = 0, augment_config: Optional[AugmentConfig] = None,
-                 compositor: Optional[Compositor] = None, trimap_ratio: float = 0.03) -> None:
+                 compositor: Optional[Compositor] = None, trimap_ratio: float = 0.03,
+                 cache: Optional[DecodedCache] = None) -> None:
         self.pairs = list(pairs)
         self.size = (int(size[0]), int(size[1]))
         self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
@@ -43,6 +45,7 @@ class PairDataset(Dataset):
         self.augment_config = augment_config or AugmentConfig()
         self.compositor = compositor
         self.trimap_ratio = trimap_ratio
+        self.cache = cache
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -55,7 +58,7 @@ class PairDataset(Dataset):
     def load(self, index: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(BGR uint8, alpha float32, trimap classes uint8) of sample `index` at the training size."""
         pair = self.pairs[index]
-        image, alpha = read_pair(pair)
+        image, alpha = self.cache.read(index) if self.cache is not None else read_pair(pair)
         if self.train:
             rng = sample_rng(self.seed, self.epoch, index)
             image, alpha = augment(image, alpha, self.size, rng, self.augment_config)
@@ -65,7 +68,8 @@ class PairDataset(Dataset):
         else:
             image, alpha = resize_pair(image, alpha, self.size)
             classes = trimap_classes(alpha, self.trimap_ratio)
-        return image, alpha, classes
+        # resampling can overshoot by an ulp (1.0000001): BCE targets must lie in [0, 1]
+        return image, np.clip(alpha, 0.0, 1.0, out=alpha), classes
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         image, alpha, classes = self.load(index)

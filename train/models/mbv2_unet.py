@@ -1,7 +1,7 @@
 """MobileNetV2-UNet: MobileNetV2 encoder, light UNet decoder with additive skips; 3-class trimap head (mbv2_unet)
 or 1-channel saliency head (mbv2_unet_sod)."""
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,7 @@ class DecoderBlock(nn.Module):
         return self.pw(self.dw(x))
 
 
-@register_model("mbv2_unet", config=MBV2UNetConfig, task="trimap")
+@register_model("mbv2_unet", config=MBV2UNetConfig, task="trimap", encoder="mobilenetv2")
 class MBV2UNet(ZooModel):
     """Trimap estimation at stride 2, upsampled to the input; logits (N,3,H,W), out = softmax over classes."""
 
@@ -60,7 +60,7 @@ class MBV2UNet(ZooModel):
         dec = list(config.decoder_channels)
         if len(dec) != 5:
             raise ValueError("decoder_channels needs 5 widths (stride 32, 16, 8, 4, 2), got {}".format(dec))
-        self.encoder = MobileNetV2Backbone(3, config.width)
+        self.encoder = self.make_encoder(config)
         enc = self.encoder.enc_channels  # stride 2, 4, 8, 16, 32
         self.top = conv_bn_relu(enc[4], dec[0], 1)
         # level i (stride 16, 8, 4, 2): up(x) + skips[i](enc) -> blocks[i] -> dec[i + 1]
@@ -73,6 +73,15 @@ class MBV2UNet(ZooModel):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def make_encoder(config: MBV2UNetConfig) -> nn.Module:
+        """The encoder: features at strides 2, 4, 8, 16, 32, channels in .enc_channels."""
+        return MobileNetV2Backbone(3, config.width)
+
+    def pretrained_encoder(self) -> Tuple[Optional[nn.Module], str]:
+        """(module that takes ImageNet weights, encoder name); (None, name) when there are none."""
+        return None, "mobilenetv2"
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N, num_classes, H, W) class logits."""
@@ -99,7 +108,7 @@ class MBV2UNetSODConfig(MBV2UNetConfig):
     num_classes: int = 1
 
 
-@register_model("mbv2_unet_sod", config=MBV2UNetSODConfig, task="saliency")
+@register_model("mbv2_unet_sod", config=MBV2UNetSODConfig, task="saliency", encoder="mobilenetv2")
 class MBV2UNetSOD(MBV2UNet):
     """The MobileNetV2-UNet with a 1-channel head: logits (N,1,H,W), out = sigmoid; the CPU-trainable saliency
     net (about 20x the training throughput of U^2-NetP at the same size)."""

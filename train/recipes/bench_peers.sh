@@ -13,10 +13,10 @@ PEER_ROWS=("$PEERS/mediapipe_selfie.xml@mediapipe_selfie" "$PEERS/prisma.onnx@pr
   "$PEERS/mnv3_unet.tflite@mnv3_unet" "$PEERS/slimnet.tflite@slimnet" "$PEERS/deeplab_mnv2.onnx@deeplab_mnv2")
 
 edgematte bench portrait sod "${PEER_ROWS[@]}" --threads 2 --niter 100 --data "$DATA/portraits" \
-  --data-filter 'vikram_*' --data-limit 145 --json runs/bench_people.json --csv runs/bench_people.csv \
+  --include 'vikram_*' --limit 145 --json runs/bench_people.json --csv runs/bench_people.csv \
   --plot runs/bench_people.png
 edgematte bench sod portrait "${PEER_ROWS[@]}" --threads 2 --niter 100 --data "$DATA/duts-te-val" \
-  --data-limit 100 --json runs/bench_sod.json --csv runs/bench_sod.csv --plot runs/bench_sod.png
+  --limit 100 --json runs/bench_sod.json --csv runs/bench_sod.csv --plot runs/bench_sod.png
 for model in portrait sod; do
   edgematte eval "$model" "$DATA/portraits" --filter 'vikram_*' --no-progress --json "runs/eval_vikram_$model.json"
 done
