@@ -9,8 +9,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEMATTE_SHARED", ROOT.parent / "shared"))
 
 
+ORDER_ENV = "EDGEMATTE_TEST_ORDER"  # "reverse" or "random:SEED": show that no test leans on another's global state
+
+
+def _reorder(items) -> None:
+    order = os.environ.get(ORDER_ENV, "")
+    if order == "reverse":
+        items.reverse()
+    elif order.startswith("random:"):
+        import random
+
+        random.Random(int(order.split(":", 1)[1])).shuffle(items)
+    elif order:
+        raise pytest.UsageError("{}={!r}: expected 'reverse' or 'random:SEED'".format(ORDER_ENV, order))
+
+
 def pytest_collection_modifyitems(config, items):
-    """Skip tests marked `shared` when ../shared (the real data) is absent."""
+    """Order the tests as EDGEMATTE_TEST_ORDER asks; skip tests marked `shared` when ../shared is absent."""
+    _reorder(items)
     if (SHARED / "data").is_dir():
         return
     skip = pytest.mark.skip(reason="needs ../shared (real data), absent here")

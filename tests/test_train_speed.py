@@ -60,3 +60,18 @@ def test_train_benchmark_prints_every_lever_and_the_speed_up_last(capsys):
     text = "\n".join(lines)
     assert "fp32 plain" in text and "lever: cpu, bf16 autocast, contiguous" in text
     assert lines[-1].startswith("speed-up ") and lines[-1].endswith("x") and float(lines[-1][9:-1]) > 0
+
+
+def test_train_benchmark_with_data_measures_the_loader_and_the_cache(tmp_path, capsys):
+    from test_data_layouts import make_pairs_dataset
+
+    data = make_pairs_dataset(tmp_path / "d", n=6, size=(48, 64))
+    code = main(["train", "mbv2_unet_sod", str(data), "--benchmark", "--size", "32", "--batch", "2",
+                 "--repeats", "1", "--steps", "1", "--precision", "fp32", "--workers", "0",
+                 "--cache", str(tmp_path / "cache")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    text = "\n".join(lines)
+    assert "fp32 plain + loader" in text and "default + loader" in text
+    assert "loader alone, 1 process: decode + augment" in text and "loader alone, 1 process: cache + augment" in text
+    assert lines[-1].startswith("speed-up ")

@@ -62,7 +62,6 @@ class Stepper:
 def _datasets(args: argparse.Namespace, size: int, mean: List[float], std: List[float]) -> Dict[str, Any]:
     """{"decode": dataset reading the files, "cache": dataset reading the decoded cache (with --cache)}."""
     from .data.dataset import PairDataset, gather_pairs
-    from .trainer import _worker_context, _worker_init
 
     pairs = gather_pairs(args.data, args.split, args.include, args.exclude)
     if args.limit:
@@ -81,6 +80,8 @@ def _datasets(args: argparse.Namespace, size: int, mean: List[float], std: List[
 
 def _loader(args: argparse.Namespace, dataset: Any) -> Iterator[Dict[str, Any]]:
     """Endless batches of `dataset` through a DataLoader with the command's workers."""
+    from .trainer import _worker_context, _worker_init
+
     loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.workers, drop_last=True,
                         worker_init_fn=_worker_init if args.workers else None, persistent_workers=args.workers > 0,
                         multiprocessing_context=_worker_context() if args.workers else None)
