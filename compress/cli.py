@@ -23,7 +23,7 @@ IoU@0.5 0.99 on any calibration image), one warning line on stderr says so and p
 records it under "warning".
 
 examples:
-  edgematte quantize out/sod/model_fp32.xml -o out/sod --subset 300
+  edgematte quantize out/sod/model_fp32.xml -o out/sod --limit 300
   edgematte quantize out/sod/model_fp32.xml -o out/sod --max-drop 0.005 --val data/duts-te-val --val-limit 100
 """
 
@@ -44,7 +44,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("model", metavar="MODEL", help="IR .xml with an edgematte model card")
     p.add_argument("-o", "--out", metavar="DIR", required=True, help="output folder (created if absent)")
     p.add_argument("--calib", metavar="DIR", default=None, help="calibration images (default: calib_data/)")
-    p.add_argument("--subset", type=int, default=300, metavar="N", help="calibration images to use (default 300)")
+    p.add_argument("--limit", "--subset", dest="subset", type=int, default=300, metavar="N",
+                   help="calibration images to use, the first N by name (default 300; the spelling every "
+                   "data-taking verb shares)")
     p.add_argument("--preset", choices=("performance", "mixed"), default="performance",
                    help="performance: symmetric activations (fastest); mixed: asymmetric activations, for "
                         "non-ReLU activations (default performance)")

@@ -71,6 +71,10 @@ CASES = [
     ("modnet", {}, PruneConfig()),  # default: adaptive backbone, ratio 0.5 elsewhere
     ("modnet", {}, PruneConfig(strategy="global", ratio=0.4)),
     ("u2netp", {}, PruneConfig(ratio=0.5)),  # u2net has the same blocks, wider: test_u2net_prunes_and_rebuilds
+    # EfficientNet-Lite families: adaptive encoder + fixed-ratio decoder/branches by default, and global L1
+    ("lite0_unet_sod", {}, PruneConfig()),
+    ("lite0_modnet", {}, PruneConfig()),
+    ("lite1_unet", {}, PruneConfig(strategy="global", ratio=0.4)),
 ]
 
 
