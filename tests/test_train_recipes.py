@@ -11,7 +11,7 @@ from edgematte.train.cli import config_from_args
 RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
 VARS = {"DATA": "/data", "RUN": "/runs/r", "EPOCHS": "3", "BATCH": "8", "INIT": "/runs/sod/best.pt",
         "CKPT": "/runs/sod/best.pt", "OUT": "/runs/p", "RATIO": "0.5", "PEOPLE": "/runs/people", "LR": "3e-4",
-        "SEED": "2", "WARMUP": "50", "CHUNK": "400"}
+        "SEED": "2", "WARMUP": "50", "CHUNK": "400", "MODEL": "mbv2_unet_sod", "SIZE": "256"}
 
 
 def recipe_command(script: str, variables=None):
@@ -26,7 +26,7 @@ def recipe_command(script: str, variables=None):
         line = line.replace("${EXTRA[@]+\"${EXTRA[@]}\"}", "").replace('"$@"', "")
         return shlex.split(fill(line))[1:]
     line = next(l for l in text.splitlines() if re.search(r"\bbash .*\.sh", l))
-    words = shlex.split(fill(line.replace('"$(dirname "$0")/', '"')))
+    words = shlex.split(fill(line.replace('"$(dirname "$0")/', '"').replace(' "$@"', "")))
     at = next(i for i, w in enumerate(words) if w == "bash")
     inner = dict(w.split("=", 1) for w in words[:at])
     return recipe_command(words[at + 1], inner) + words[at + 2:]
@@ -82,3 +82,11 @@ def test_people_recipes_hold_vikram_and_their_validation_out(script):
     if script == "portrait_pruned.sh":  # trains through portrait_people.sh, from the pruned model, distilled
         assert config.init == "/runs/p/prune/pruned.pt" and config.distill == "/runs/sod/best.pt"
         assert config.lr == 2e-4 and config.warmup_steps == 20
+
+
+def test_portrait_lite0_recipe_trains_the_lite_unet_from_the_new_sod():
+    text = (RECIPES / "portrait_lite0.sh").read_text()
+    defaults = dict(re.findall(r"^(\w+)=\$\{\1:-([^}]*)\}", text, flags=re.M))  # the script's own defaults
+    config = config_from_args(build_parser().parse_args(recipe_command("portrait_lite0.sh", defaults)))
+    assert config.model == "lite0_unet_sod" and config.init == "runs/sod_lite0_224/best.pt" and config.size == 256
+    assert config.data.count("/runs/people") == 2 and "vikram_*" in config.exclude

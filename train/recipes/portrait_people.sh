@@ -13,6 +13,8 @@ DATA=${DATA:-../shared/data}            # holds portraits/ and duts-tr/
 PEOPLE=${PEOPLE:-runs/data/duts_people}
 INIT=${INIT:-sod}                       # the shipped sod checkpoint (edge/zoo/sod/model.pt); the 2026-12-01 run used the second stage
 RUN=${RUN:-runs/portrait_people}
+MODEL=${MODEL:-mbv2_unet_sod}          # lite0_unet_sod: the EfficientNet-Lite0 UNet (portrait_lite0.sh)
+SIZE=${SIZE:-256}
 EPOCHS=${EPOCHS:-28}                    # about 2970 steps, 60-75 min on 2 cores
 BATCH=${BATCH:-8}
 CHUNK=${CHUNK:-500}
@@ -26,11 +28,11 @@ TRAIN_PAIRS=$(( $(ls "$DATA/portraits/images" | grep -v -e '^vikram_' -e '^ecore
   + 2 * $(ls "$PEOPLE/images" | grep -v -e '[05]\.[a-z]*$' | wc -l) ))
 TOTAL=$(( TRAIN_PAIRS / BATCH * EPOCHS ))
 train() {
-  edgematte train mbv2_unet_sod "$DATA/portraits" "$PEOPLE" "$PEOPLE" -o "$RUN" --init "$INIT" \
+  edgematte train "$MODEL" "$DATA/portraits" "$PEOPLE" "$PEOPLE" -o "$RUN" --init "$INIT" \
     --exclude 'vikram_*' 'ecoreal_3*' '[In]*[05]' \
     --val "$DATA/portraits" "$PEOPLE" --val-include 'ecoreal_3*' '[In]*[05]' \
     --composite "$DATA/duts-tr" --composite-prob 0.6 --composite-zoom 0.35 --loss bce_iou \
-    --size 256 --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --optimizer adamw --scheduler cosine --warmup "$WARMUP" \
+    --size "$SIZE" --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --optimizer adamw --scheduler cosine --warmup "$WARMUP" \
     --workers 1 --ckpt-every 100 --log-every 10 --seed 0 --resume ${EXTRA[@]+"${EXTRA[@]}"} "$@"
 }
 for (( TARGET = CHUNK; TARGET < TOTAL; TARGET += CHUNK )); do
