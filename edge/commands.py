@@ -4,7 +4,8 @@ from typing import Any, Callable, Dict
 
 from .apply import OPERATIONS, process_inputs
 from .compose import DEFAULT_BLUR_STRENGTH
-from .errors import ModelFileError
+from .errors import InputError, ModelFileError
+from .live_run import add_live_args, live_inputs, load_any, run_live
 from .io import DEFAULT_MAX_PIXELS, quiet_opencv
 from .postprocess import HELP as POST_PROCESS_HELP
 from .progress import add_progress_args
@@ -34,6 +35,7 @@ def register(subparsers: Any) -> None:
     for verb in OPERATIONS:
         parser = subparsers.add_parser(verb, help=HELP[verb], description=HELP[verb] + ".")
         _common(parser, verb)
+        add_live_args(parser)
         if verb == "blur":
             parser.add_argument("--strength", type=float, default=DEFAULT_BLUR_STRENGTH,
                                 help="blur sigma as a percentage of the image's longer side (default: %(default)s)")
@@ -45,11 +47,15 @@ def register(subparsers: Any) -> None:
             parser.add_argument("--fg-estimate", action="store_true",
                                 help="unmix foreground colours from the background at soft edges (needs pymatting)")
         parser.set_defaults(func=_handler(verb))
+    from .clip import register as register_clip
+
+    register_clip(subparsers)  # synthetic clips, to measure flicker and video speed with
 
 
 def _common(parser: argparse.ArgumentParser, verb: str) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="image files, folders (searched recursively) or videos")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="image files, folders (searched recursively) or videos; or one live input: a camera "
+                             "(N or /dev/videoN), a stream URL (rtsp://, http(s)://, ...), or - for stdin")
     parser.add_argument("-o", "--outdir", required=True, help="folder for the outputs (created if needed)")
     parser.add_argument("-m", "--model", default=None,
                         help="model: IR .xml, .onnx, a zoo name, or a plugin file such as a checkpoint "
@@ -79,7 +85,7 @@ def _load(model: Any, verb: str, device: str) -> Any:
     from .zoo import path_for
 
     if model:
-        return load_model(model, device=device)
+        return load_any(model, device)
     name = DEFAULT_MODEL[verb]
     try:
         default = path_for(name)  # by zoo name, never a same-named file in the working folder
@@ -92,6 +98,9 @@ def _load(model: Any, verb: str, device: str) -> Any:
 def _handler(verb: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         quiet_opencv()  # decoder warnings would add lines to the one-line-per-bad-input report
+        live = live_inputs(args.inputs, args.camera, args.raw)
+        if not live and not args.inputs:
+            raise InputError("give at least one INPUT (files, folders, videos, a camera, a stream URL or -)")
         predictor = _load(args.model, verb, args.device)
         options = {"post_process": args.post_process}  # type: Dict[str, Any]
         if verb == "blur":
@@ -100,9 +109,13 @@ def _handler(verb: str) -> Callable[[argparse.Namespace], int]:
             options["background"] = args.background
         elif verb == "cutout":
             options["fg_estimate"] = args.fg_estimate
+        if live:
+            return run_live(predictor, live[0], verb, args.outdir, options, nireq=args.nireq,
+                            smooth=not args.no_smooth, show=args.show, reconnect=args.reconnect,
+                            max_pixels=args.max_pixels, progress=args.progress)
         summary = process_inputs(predictor, args.inputs, args.outdir, verb, nireq=args.nireq,
                                  max_pixels=args.max_pixels, downscale=args.downscale_large,
-                                 progress=args.progress, **options)
+                                 progress=args.progress, smooth=not args.no_smooth, **options)
         return 0 if summary.ok else 1
 
     return run

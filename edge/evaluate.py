@@ -204,6 +204,10 @@ def register(subparsers: Any) -> None:
                         help="score the masks cleaned as --post-process of mask/cutout/blur/replace leaves them "
                              "(haze and small blobs dropped, small holes filled, a soft edge band kept): run with "
                              "and without to see whether it helps on your data")
+    parser.add_argument("--flicker", type=int, nargs="?", const=250, default=0, metavar="FRAMES",
+                        help="instead: temporal flicker on a synthetic pan+zoom clip made from each image and mask "
+                             "(FRAMES per clip, default 250 = 10 s), with and without smoothing, against the ground "
+                             "truth's own (edge/clip.py)")
     add_progress_args(parser)
     parser.set_defaults(func=run_eval)
 
@@ -242,6 +246,17 @@ def run_eval(args: argparse.Namespace) -> int:
     subset = subset_from_args(args)
     pairs = subset.apply(find_pairs(args.data, args.split), source=str(args.data))
     predictor = load_predictor(args.model, args.spec, args.device)
+    if args.flicker:
+        from .clip import flicker_report, flicker_table
+
+        flicker = flicker_report(predictor, pairs, frames=args.flicker, progress=args.progress)
+        print(flicker_table(flicker))
+        if args.json:
+            from .io import write_text
+
+            write_text(args.json, json.dumps(flicker, indent=1) + "\n")
+            print("wrote {}".format(args.json))
+        return 0
     soft = {"auto": None, "yes": True, "no": False}[args.soft_gt]
     report = evaluate(predictor, pairs, progress=args.progress, soft_gt=soft, sod=not args.no_sod,
                       data=str(args.data), post_process=args.post_process)
