@@ -10,7 +10,7 @@ import numpy as np
 from . import compose, effects
 from .errors import EdgematteError, InputError
 from .io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReader, VideoWriter, atomic_dir,
-                 read_image, video_suffix_for_writing, write_image)
+                 UNREAD_IMAGE_SUFFIXES, read_image, special_file_kind, video_suffix_for_writing, write_image)
 from .progress import Progress, echo
 
 Renderer = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -31,13 +31,14 @@ class Operation:
 
 
 def make_operation(op: str, strength: float = compose.DEFAULT_BLUR_STRENGTH, background: Any = "white",
-                   fg_estimate: bool = False, post_process: bool = False) -> Operation:
+                   fg_estimate: bool = False, post_process: bool = False,
+                   max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Operation:
     """The Operation for `op` (mask, cutout, blur, replace) with its options bound; `post_process` cleans each
     alpha first (edge.postprocess)."""
     plate = None  # type: Any
     if op == "replace":
         if isinstance(background, (str, Path)) and Path(background).is_file():
-            plate = read_image(background)
+            plate = read_image(background, max_pixels=max_pixels)  # bounded like every input
         elif isinstance(background, (str, Path)) and Path(background).suffix.lower() in IMAGE_SUFFIXES:
             raise InputError("{}: no such background image".format(background))
         elif isinstance(background, str):
@@ -107,13 +108,19 @@ def expand_inputs(inputs: Sequence[Any], outdir: Path, operation: Operation,
     for item in inputs:
         root = Path(item)
         if root.is_dir():
-            found = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
-                           and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+            files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            found = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+            unread = [p for p in files if p.suffix.lower() in UNREAD_IMAGE_SUFFIXES]
+            if unread:
+                echo(_skipped_note(root, unread))
             if not found:
                 on_error(str(root), "{}: folder holds no image or video".format(root))
             pairs = [(p, p.parent.relative_to(root)) for p in found]
         elif root.is_file():
             pairs = [(root, Path("."))]
+        elif special_file_kind(root) is not None:
+            on_error(str(root), "{}: is {}, not a regular file or folder".format(root, special_file_kind(root)))
+            continue
         else:
             on_error(str(root), "{}: no such file or folder".format(root))
             continue
@@ -131,6 +138,13 @@ def expand_inputs(inputs: Sequence[Any], outdir: Path, operation: Operation,
             claimed[output] = source
             jobs.append(Job(source, output, video))
     return jobs
+
+
+def _skipped_note(folder: Path, skipped: List[Path]) -> str:
+    """One line per folder: how many images of formats the kit does not read were left out, and which formats."""
+    suffixes = sorted({p.suffix.lower() for p in skipped})
+    return "edgematte: note: {}: {} image(s) skipped, a format the kit does not read ({})".format(
+        folder, len(skipped), ", ".join(suffixes))
 
 
 def _print_error(path: str, message: str) -> None:
@@ -160,7 +174,7 @@ def process_inputs(predictor: Any, inputs: Sequence[Any], outdir: Any, op: Any =
     None shows a bar on a terminal and periodic lines elsewhere (edge.progress), True forces it, False hides it.
     `smooth` runs video alphas through the temporal filter (edge.temporal).
     """
-    operation = op if isinstance(op, Operation) else make_operation(op, **op_options)
+    operation = op if isinstance(op, Operation) else make_operation(op, max_pixels=max_pixels, **op_options)
     out = Path(outdir)
     summary = Summary()
 
@@ -174,7 +188,8 @@ def process_inputs(predictor: Any, inputs: Sequence[Any], outdir: Any, op: Any =
         _process_images(predictor, images, operation, nireq, max_pixels, downscale, progress, summary, fail)
     for job in jobs:
         if job.video:
-            _process_video(predictor, job, operation, nireq, progress, summary, fail, on_warning, smooth)
+            _process_video(predictor, job, operation, nireq, progress, summary, fail, on_warning, smooth,
+                           max_pixels=max_pixels)
     return summary
 
 
@@ -214,7 +229,7 @@ def _process_images(predictor: Any, jobs: List[Job], operation: Operation, nireq
 
 def _process_video(predictor: Any, job: Job, operation: Operation, nireq: int, progress: Optional[bool],
                    summary: Summary, fail: Callable[[str, str], None], warn: Callable[[str, str], None],
-                   smooth: bool = True) -> None:
+                   smooth: bool = True, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
     """One video in, one video out (or a PNG frame folder for products with alpha); all or nothing.
 
     Frames stream through predict_many: only the frames of requests in flight are held, so memory stays flat
@@ -227,7 +242,7 @@ def _process_video(predictor: Any, job: Job, operation: Operation, nireq: int, p
             warn(source, "{}: frame {} is unreadable; skipped".format(source, index))
 
     try:
-        reader = VideoReader(job.source, on_broken=broken)
+        reader = VideoReader(job.source, on_broken=broken, max_pixels=max_pixels)
         bar = Progress(reader.info.frame_count or None, "{} {}".format(operation.name, job.source.name), "frames",
                        progress)
         try:  # decode, inference, smoothing and composite overlap (edge.live)

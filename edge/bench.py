@@ -512,6 +512,7 @@ def register(subparsers: Any) -> None:
     """Add the `bench` verb."""
     import argparse
 
+    from . import options
     from .datasets import add_subset_args
 
     p = subparsers.add_parser("bench", help="measure models side by side (latency, throughput, quality)",
@@ -524,12 +525,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--hint", choices=sorted(HINTS), default="latency", help="OpenVINO performance hint")
     p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="", help="OpenVINO inference precision "
                    "(default: the IR's own, f32 compute on CPU; bf16 is faster on AVX512-BF16/AMX CPUs)")
-    p.add_argument("--nireq", type=int, default=0, help="requests in flight for the throughput run (0: optimal)")
+    p.add_argument("--nireq", type=options.nireq, default=0,
+                   help="requests in flight for the throughput run, {} to {} (0: optimal)".format(*options.NIREQ_RANGE))
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--niter", type=int, default=50, help="interleaved rounds (default 50)")
-    group.add_argument("-t", "--time", type=float, default=0.0, metavar="SECONDS", help="run rounds for this long")
-    p.add_argument("--threads", type=int, default=0, help="inference threads for every backend (0: its default)")
-    p.add_argument("--percentile", type=int, default=90, help="latency percentile to report (default 90)")
+    group.add_argument("--niter", type=options.niter, default=50,
+                       help="interleaved rounds, {} to {} (default 50)".format(*options.NITER_RANGE))
+    group.add_argument("-t", "--time", type=options.seconds, default=0.0, metavar="SECONDS",
+                       help="run rounds for this long, {:g} to {:g} s".format(*options.TIME_RANGE))
+    p.add_argument("--threads", type=options.threads, default=0, help="inference threads for every backend, {} to {} "
+                   "(0: its default)".format(*options.THREADS_RANGE))
+    p.add_argument("--percentile", type=options.percentile, default=90,
+                   help="latency percentile to report, {} to {} (default 90)".format(*options.PERCENTILE_RANGE))
     p.add_argument("--data", metavar="DIR", help="real images (with masks: quality too) for the end-to-end split")
     add_subset_args(p, what="--data pairs", default_limit=50, aliases=("--data-filter", "--data-limit"))
     p.add_argument("--wide", action="store_true", help="print every column (default: the main ones, fitted to the "
@@ -538,6 +544,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     p.add_argument("--csv", metavar="FILE", help="write one CSV row per model and device")
     p.add_argument("--plot", metavar="FILE.png", help="draw latency against quality (or per row) as a PNG")
+    p.add_argument("--video", metavar="CLIP", help="instead: inference-only and end-to-end fps on this video for "
+                                                  "mask, blur and replace, with and without smoothing")
+    p.add_argument("--video-frames", type=int, default=150, metavar="N", help="frames of --video used (default 150)")
     p.set_defaults(func=run)
 
 
@@ -545,6 +554,10 @@ def run(args: Any) -> int:
     """Handler of `edgematte bench`."""
     from .datasets import subset_from_args
 
+    if getattr(args, "video", None):
+        from .video_bench import run_video
+
+        return run_video(args)
     if args.niter < 1 or args.time < 0:
         raise InputError("--niter must be at least 1 and --time positive")
     vs = [v.strip().lower() for v in args.vs.split(",") if v.strip()]

@@ -21,7 +21,9 @@ def iter_entry_points(group: str) -> List[Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every verb whose package is installed."""
-    parser = argparse.ArgumentParser(
+    from .options import OneLineParser  # one-line usage errors, for every verb's parser too
+
+    parser = OneLineParser(
         prog="edgematte",
         description="Foreground segmentation and portrait matting on edge devices (OpenVINO).",
     )

@@ -2,6 +2,7 @@
 import argparse
 from typing import Any, Callable, Dict
 
+from . import options
 from .apply import OPERATIONS, process_inputs
 from .compose import DEFAULT_BLUR_STRENGTH
 from .errors import InputError, ModelFileError
@@ -37,8 +38,9 @@ def register(subparsers: Any) -> None:
         _common(parser, verb)
         add_live_args(parser)
         if verb == "blur":
-            parser.add_argument("--strength", type=float, default=DEFAULT_BLUR_STRENGTH,
-                                help="blur sigma as a percentage of the image's longer side (default: %(default)s)")
+            parser.add_argument("--strength", type=options.strength, default=DEFAULT_BLUR_STRENGTH,
+                                help="blur sigma as a percentage of the image's longer side, {:g} to {:g} "
+                                     "(default: %(default)s)".format(*options.STRENGTH_RANGE))
         if verb == "replace":
             parser.add_argument("--background", default="white", metavar="COLOR|IMAGE",
                                 help="new background: #RRGGBB, R,G,B, a colour name, or an image file "
@@ -63,10 +65,12 @@ def _common(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("-d", "--device", default="CPU",
                         help="OpenVINO device: CPU, GPU, NPU, AUTO (OpenVINO picks), AUTO:GPU,CPU (priority list; "
                              "absent candidates are skipped), HETERO:a,b, MULTI:a,b (default: %(default)s)")
-    parser.add_argument("--nireq", type=int, default=0,
-                        help="parallel inference requests; 0 = the device's optimal number (default: %(default)s)")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                        help="refuse images larger than this many pixels (default: %(default)s)")
+    parser.add_argument("--nireq", type=options.nireq, default=0,
+                        help="parallel inference requests, {} to {}; 0 = the device's optimal number (default: "
+                             "%(default)s)".format(*options.NIREQ_RANGE))
+    parser.add_argument("--max-pixels", type=options.max_pixels, default=DEFAULT_MAX_PIXELS,
+                        help="refuse images and video frames larger than this many pixels, {} to {} (default: "
+                             "%(default)s)".format(*options.MAX_PIXELS_RANGE))
     parser.add_argument("--downscale-large", action="store_true",
                         help="shrink images above --max-pixels instead of refusing them")
     parser.add_argument("-ppm", "--post-process", action="store_true", help=POST_PROCESS_HELP)

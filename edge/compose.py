@@ -178,13 +178,15 @@ def parse_colour(text: str) -> Colour:
 
 
 def cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize to cover (height, width) keeping the aspect ratio, then centre-crop."""
+    """Cover (height, width) keeping the aspect ratio: centre-crop the part that shows, then resize only that, so a
+    plate of any aspect (1x50000 behind 1080p) costs no more than the output itself."""
     h, w = image.shape[:2]
     scale = max(height / float(h), width / float(w))
-    nh, nw = max(height, int(round(h * scale))), max(width, int(round(w * scale)))
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    top, left = (nh - height) // 2, (nw - width) // 2
-    return resized[top:top + height, left:left + width]
+    ch = min(h, max(1, int(round(height / scale))))
+    cw = min(w, max(1, int(round(width / scale))))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = image[top:top + ch, left:left + cw]
+    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
 def replace(bgr: np.ndarray, alpha: np.ndarray, background: Union[Colour, np.ndarray]) -> np.ndarray:

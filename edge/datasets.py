@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .io import IMAGE_SUFFIXES  # the one suffix list, shared with the batch verbs
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-MASK_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTS = IMAGE_SUFFIXES
+MASK_EXTS = IMAGE_SUFFIXES
 
 
 @dataclass
@@ -68,7 +69,9 @@ def _match(images: Path, masks: Path, scan: Scan) -> None:
         if path.stem not in mask_by_stem or path.suffix.lower() == ".png":
             mask_by_stem[path.stem] = path
     used = set()
-    for path in _files(images, IMAGE_EXTS):
+    image_files = _files(images, IMAGE_EXTS)
+    _refuse_shared_stems(images, image_files, mask_by_stem)
+    for path in image_files:
         mask = mask_by_stem.get(path.stem)
         if mask is None:
             scan.unmatched_images.append(str(path))
@@ -76,6 +79,21 @@ def _match(images: Path, masks: Path, scan: Scan) -> None:
         used.add(path.stem)
         scan.pairs.append(Pair(image=path, mask=mask, stem=path.stem))
     scan.unmatched_masks.extend(str(p) for s, p in sorted(mask_by_stem.items()) if s not in used)
+
+
+def _refuse_shared_stems(folder: Path, images: Sequence[Path], mask_by_stem: Dict[str, Path]) -> None:
+    """InputError when several images share a stem that has a mask (a.jpg and a.png would both be scored against
+    masks/a.png, one of them wrongly)."""
+    by_stem = {}  # type: Dict[str, List[Path]]
+    for path in images:
+        by_stem.setdefault(path.stem, []).append(path)
+    shared = sorted(stem for stem, paths in by_stem.items() if len(paths) > 1 and stem in mask_by_stem)
+    if shared:
+        first = shared[0]
+        raise InputError("{}: {} images share the stem {!r} ({}) and would be paired with one mask {}; rename or "
+                         "remove all but one ({} stem(s) like this)".format(
+                             folder, len(by_stem[first]), first, ", ".join(p.name for p in by_stem[first]),
+                             mask_by_stem[first], len(shared)))
 
 
 def _first_dir(root: Path, names: Sequence[str]) -> Optional[Path]:
@@ -177,9 +195,14 @@ def _ppm_scan(root: Path, split: Optional[str]) -> Scan:
 
 
 def _has_alpha(path: Path) -> bool:
-    """Whether an image file has an alpha channel (reads the file)."""
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return data is not None and data.ndim == 3 and data.shape[2] == 4
+    """Whether an image file has an alpha channel (reads the file, bounded as every image read is)."""
+    from .io import read_stored
+
+    try:
+        data = read_stored(path)
+    except InputError:
+        return False
+    return data.ndim == 3 and data.shape[2] == 4
 
 
 def _aisegment_cutouts(root: Path) -> Optional[Path]:
@@ -318,14 +341,10 @@ class Subset:
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer above 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer, got {!r}".format(text)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("expected a positive integer, got {}".format(value))
-    return value
+    """argparse type of --limit: an integer from 1 up (edge.options.COUNT_RANGE)."""
+    from .options import count
+
+    return count(text)
 
 
 # Old spellings of the subset flags, still accepted (hidden from --help, a warning when used): flag -> (dest, nargs)
@@ -384,10 +403,10 @@ except ImportError:  # pragma: no cover - edge/io.py not there yet
 
 
 def _imread(path: Path) -> np.ndarray:
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise InputError("{}: cannot read image".format(path))
-    return data
+    """The image as stored, through the edge reader's bounds (size from the header, file size, special files)."""
+    from .io import read_stored
+
+    return read_stored(path)
 
 
 def _to_unit(data: np.ndarray) -> np.ndarray:

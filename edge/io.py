@@ -1,6 +1,7 @@
 """Safe image and video I/O: every reader normalises what OpenCV decodes, every writer is atomic, every failure is one line."""
 import contextlib
 import os
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -16,15 +17,29 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .errors import InputError  # noqa: E402
+from .imagesize import header_size  # noqa: E402
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm",
-                  ".pnm", ".exr", ".hdr", ".pic")
+# The one list of image suffixes the kit reads (folders, datasets, backgrounds): every format OpenCV decodes whose
+# size edge.imagesize reads from the header.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp",
+                  ".avif", ".jp2", ".j2k", ".pgm", ".ppm", ".pbm", ".pnm", ".pam", ".pfm", ".sr", ".ras", ".exr",
+                  ".hdr", ".pic")
+# Image formats the kit does not read (OpenCV cannot decode them here): a folder holding some says so on one line.
+UNREAD_IMAGE_SUFFIXES = (".heic", ".heif", ".jxl", ".svg", ".psd", ".ico", ".tga", ".xcf", ".raw", ".dng", ".cr2",
+                         ".cr3", ".nef", ".arw", ".orf", ".rw2")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 # Containers we write, with the fourcc OpenCV's bundled FFmpeg encodes into them.
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 DEFAULT_MAX_PIXELS = 50000000  # 50 megapixels: above this an image is refused (or downscaled on request)
+# A file may hold at most this many bytes per allowed pixel (float32 RGBA, uncompressed) plus metadata; larger files
+# are refused before they are read.
+MAX_BYTES_PER_PIXEL = 16
+METADATA_BYTES = 64 << 20
+# --downscale-large decodes JPEG at 1/8 at most and other formats at full size: the pixels decoded stay under this
+# many times max_pixels.
+DOWNSCALE_DECODE_FACTOR = {"jpeg": 64, "other": 4}
 
 
 # -- atomic writes ------------------------------------------------------------------------------
@@ -107,7 +122,8 @@ def write_image(path: PathLike, image: np.ndarray, params: Optional[Tuple[int, .
 
 # -- image header parsing (sizes before decoding, EXIF orientation) -------------------------------
 def image_size(data: bytes) -> Optional[Tuple[int, int]]:
-    """(height, width) from a PNG/JPEG/BMP/GIF/WebP header without decoding; None when unknown."""
+    """(height, width) from the header without decoding: PNG/JPEG/BMP/GIF/WebP here, the other formats OpenCV
+    decodes in edge.imagesize; None when unknown or cut."""
     try:
         if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
             width, height = struct.unpack(">II", data[16:24])
@@ -115,7 +131,10 @@ def image_size(data: bytes) -> Optional[Tuple[int, int]]:
         if data[:2] == b"\xff\xd8":
             return _jpeg_size(data)
         if data[:2] == b"BM" and len(data) >= 26:
-            width, height = struct.unpack("<ii", data[18:26])
+            if struct.unpack("<I", data[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+                width, height = struct.unpack("<HH", data[18:22])
+            else:
+                width, height = struct.unpack("<ii", data[18:26])
             return abs(height), abs(width)
         if data[:6] in (b"GIF87a", b"GIF89a"):
             width, height = struct.unpack("<HH", data[6:10])
@@ -124,7 +143,7 @@ def image_size(data: bytes) -> Optional[Tuple[int, int]]:
             return _webp_size(data)
     except struct.error:
         return None
-    return None
+    return header_size(data)
 
 
 def _jpeg_segments(data: bytes) -> Iterator[Tuple[int, int, int]]:
@@ -206,7 +225,7 @@ def exif_orientation(data: bytes) -> int:
 
 def _tiff_orientation(tiff: bytes) -> int:
     """Orientation (tag 0x0112) from IFD0 of a TIFF-structured EXIF block."""
-    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    order = {b"II": "<", b"MM": ">"}.get(bytes(tiff[:2]))
     if order is None:
         return 1
     ifd = struct.unpack(order + "I", tiff[4:8])[0]
@@ -240,30 +259,87 @@ def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
 
 
 # -- image reading --------------------------------------------------------------------------------
-def _read_bytes(path: PathLike) -> bytes:
-    """The file's bytes, or an InputError naming it (missing, folder, unreadable, empty)."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError("{}: no such file".format(path))
-    if p.is_dir():
-        raise InputError("{}: is a folder, not an image".format(path))
+def special_file_kind(path: PathLike) -> Optional[str]:
+    """What a path that exists but is neither a regular file nor a folder is ("a FIFO (named pipe)", ...); None for
+    regular files, folders and missing paths."""
     try:
-        data = np.fromfile(str(p), dtype=np.uint8).tobytes()
+        mode = os.stat(str(path)).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def max_file_bytes(max_pixels: Optional[int]) -> Optional[int]:
+    """The largest file an image of at most `max_pixels` pixels can take (None: no limit)."""
+    return max_pixels * MAX_BYTES_PER_PIXEL + METADATA_BYTES if max_pixels else None
+
+
+def _read_bytes(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> bytearray:
+    """The file's bytes, read once into one buffer (numpy and OpenCV use it without a copy), or an InputError
+    naming it (missing, folder, FIFO or device, larger than any image within `max_pixels` can be, unreadable,
+    empty)."""
+    p = Path(path)
+    try:
+        info = os.stat(str(p))
+    except FileNotFoundError:
+        raise InputError("{}: no such file".format(path)) from None
+    except (OSError, ValueError) as exc:
+        raise InputError("{}: cannot read ({})".format(path, getattr(exc, "strerror", None) or exc)) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError("{}: is a folder, not an image".format(path))
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError("{}: is {}, not a regular file; images are read from files".format(
+            path, special_file_kind(p) or "not a regular file"))
+    limit = max_file_bytes(max_pixels)
+    if limit is not None and info.st_size > limit:
+        raise InputError("{}: the file is {:.1f} MB, more than an image of at most {:.1f} megapixels can take "
+                         "({:.1f} MB); raise max_pixels if it is one".format(
+                             path, info.st_size / 1e6, max_pixels / 1e6, limit / 1e6))
+    if info.st_size == 0:
+        raise InputError("{}: empty file".format(path))
+    data = bytearray(info.st_size)
+    try:
+        with open(str(p), "rb", buffering=0) as handle:
+            read = handle.readinto(data)
+            while read is not None and 0 < read < len(data):  # readinto may return short counts
+                more = handle.readinto(memoryview(data)[read:])
+                if not more:
+                    break
+                read += more
     except OSError as exc:
         raise InputError("{}: cannot read ({})".format(path, exc.strerror or exc)) from None
-    if not data:
-        raise InputError("{}: empty file".format(path))
+    if read != len(data):
+        raise InputError("{}: the file changed while it was read ({} of {} bytes)".format(path, read, len(data)))
     return data
 
 
 def _decode(path: PathLike, data: bytes, max_pixels: Optional[int], downscale: bool) -> Tuple[np.ndarray, int]:
-    """Decode bytes as-is (bit depth and channels kept) and return (array, EXIF orientation); refuse huge images."""
+    """Decode bytes as-is (bit depth and channels kept) and return (array, EXIF orientation); refuse huge images
+    from the header, and files whose header gives no size, before anything is decoded."""
     if data[:2] == b"\xff\xd8" and not _jpeg_is_complete(data):
         raise InputError("{}: truncated or corrupt JPEG (no end-of-image marker)".format(path))
     size = image_size(data)
+    if max_pixels and size is None:
+        raise InputError("{}: not a readable image (unknown format, or a cut or damaged header without an image "
+                         "size)".format(path))
+    if size is not None and (size[0] <= 0 or size[1] <= 0):
+        raise InputError("{}: not a readable image (its header gives a size of {}x{})".format(path, size[1], size[0]))
     buffer = np.frombuffer(data, dtype=np.uint8)
     flags = cv2.IMREAD_UNCHANGED
     if size is not None and max_pixels and size[0] * size[1] > max_pixels:
+        jpeg = data[:2] == b"\xff\xd8"
+        factor = DOWNSCALE_DECODE_FACTOR["jpeg" if jpeg else "other"]
+        if downscale and size[0] * size[1] > factor * max_pixels:
+            raise InputError("{}: {}x{} is {:.1f} megapixels, too large to downscale within the limit of {:.1f} "
+                             "(at most {}x the limit for {}; raise max_pixels)".format(
+                                 path, size[1], size[0], size[0] * size[1] / 1e6, max_pixels / 1e6, factor,
+                                 "JPEG" if jpeg else "this format"))
         if not downscale:
             raise InputError("{}: {}x{} is {:.1f} megapixels, above the limit of {:.1f} (raise max_pixels or "
                              "downscale)".format(path, size[1], size[0], size[0] * size[1] / 1e6, max_pixels / 1e6))
@@ -302,8 +378,12 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
         return image
     if image.dtype == np.uint16:
         return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if image.dtype.kind == "f":
-        return (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if image.dtype.kind == "f":  # in place: the decoded array is ours, and a second float copy would double the peak
+        image = np.nan_to_num(image, copy=False)
+        np.clip(image, 0.0, 1.0, out=image)
+        image *= 255.0
+        image += 0.5
+        return image.astype(np.uint8)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -315,7 +395,7 @@ def read_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, d
     Images above `max_pixels` (checked from the header before decoding where the format allows) are refused,
     or shrunk to fit when `downscale` is True. Any failure is an InputError naming the file.
     """
-    data = _read_bytes(path)
+    data = _read_bytes(path, max_pixels)
     image, orientation = _decode(path, data, max_pixels, downscale)
     image = _to_uint8(image)
     if image.ndim == 2:
@@ -332,7 +412,7 @@ def read_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, d
 def read_mask(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a mask/alpha as float32 HxW in [0,1] (8/16-bit/float; the alpha channel when it is not all opaque, else
     the first channel), EXIF orientation applied."""
-    data = _read_bytes(path)
+    data = _read_bytes(path, max_pixels)
     image, orientation = _decode(path, data, max_pixels, False)
     if image.ndim == 3:
         if image.shape[2] in (2, 4):
@@ -346,6 +426,14 @@ def read_mask(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) ->
     else:
         mask = np.clip(np.nan_to_num(image.astype(np.float32)), 0.0, 1.0)
     return np.ascontiguousarray(apply_orientation(mask, orientation))
+
+
+def read_stored(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The image as stored (bit depth and channels kept), EXIF orientation applied, bounded and checked as
+    read_image is: for readers that need the raw channels (an RGBA cutout's alpha)."""
+    data = _read_bytes(path, max_pixels)
+    image, orientation = _decode(path, data, max_pixels, False)
+    return np.ascontiguousarray(apply_orientation(image, orientation))
 
 
 def quiet_opencv() -> None:
@@ -389,6 +477,9 @@ def _capture_api() -> int:
 def _open_capture(path: PathLike) -> "cv2.VideoCapture":
     p = Path(path)
     if not p.is_file():
+        kind = special_file_kind(p)
+        if kind is not None:
+            raise InputError("{}: is {}, not a regular file; videos are read from files".format(path, kind))
         raise InputError("{}: no such file".format(path))
     if p.stat().st_size == 0:
         raise InputError("{}: empty file".format(path))
@@ -399,8 +490,14 @@ def _open_capture(path: PathLike) -> "cv2.VideoCapture":
     return capture
 
 
-def probe_video(path: PathLike) -> VideoInfo:
-    """Frame rate, frame count and size of a video; InputError when it cannot be opened."""
+def _frame_too_large(path: PathLike, width: int, height: int, max_pixels: int, where: str) -> InputError:
+    return InputError("{}: {} {}x{} is {:.1f} megapixels, above the limit of {:.1f} (videos are not downscaled; "
+                      "raise max_pixels)".format(path, where, width, height, width * height / 1e6, max_pixels / 1e6))
+
+
+def probe_video(path: PathLike, max_pixels: Optional[int] = None) -> VideoInfo:
+    """Frame rate, frame count and size of a video, from the container before any frame is decoded; InputError
+    when it cannot be opened or its frames are larger than `max_pixels`."""
     capture = _open_capture(path)
     try:
         fps = capture.get(cv2.CAP_PROP_FPS)
@@ -412,6 +509,8 @@ def probe_video(path: PathLike) -> VideoInfo:
         capture.release()
     if info.width <= 0 or info.height <= 0:
         raise InputError("{}: not a readable video (no frame size)".format(path))
+    if max_pixels and info.width * info.height > max_pixels:
+        raise _frame_too_large(path, info.width, info.height, max_pixels, "its frames are")
     return info
 
 
@@ -425,9 +524,11 @@ class VideoReader:
     """
 
     def __init__(self, path: PathLike, max_broken: int = 25,
-                 on_broken: Optional[Callable[[int], None]] = None) -> None:
+                 on_broken: Optional[Callable[[int], None]] = None,
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
         self.path = path
-        self.info = probe_video(path)
+        self.max_pixels = max_pixels  # checked from the container first, then on every frame
+        self.info = probe_video(path, max_pixels)
         self.max_broken = max_broken  # consecutive failed reads after which the rest is taken as the end
         self.on_broken = on_broken
         self.broken = 0
@@ -441,6 +542,9 @@ class VideoReader:
             while True:
                 ok, frame = capture.read()
                 if ok and frame is not None and frame.size:
+                    if self.max_pixels and frame.shape[0] * frame.shape[1] > self.max_pixels:
+                        raise _frame_too_large(self.path, frame.shape[1], frame.shape[0], self.max_pixels,
+                                               "frame {} is".format(self.frames + self.broken + failed))
                     for _ in range(failed):
                         self._skipped(self.frames + self.broken)
                     failed = 0
@@ -464,9 +568,10 @@ class VideoReader:
             self.on_broken(index)
 
 
-def iter_video_frames(path: PathLike, on_broken: Optional[Callable[[int], None]] = None) -> VideoReader:
+def iter_video_frames(path: PathLike, on_broken: Optional[Callable[[int], None]] = None,
+                      max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> VideoReader:
     """The frames of a video (BGR uint8); the returned reader counts skipped broken frames in `.broken`."""
-    return VideoReader(path, on_broken=on_broken)
+    return VideoReader(path, on_broken=on_broken, max_pixels=max_pixels)
 
 
 def video_suffix_for_writing(suffix: str) -> str:
@@ -520,7 +625,8 @@ class VideoWriter:
         return False
 
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "DEFAULT_MAX_PIXELS", "atomic_path", "atomic_dir", "write_bytes",
-           "write_text", "write_image", "read_image", "read_mask", "quiet_opencv", "image_size", "exif_orientation",
+__all__ = ["IMAGE_SUFFIXES", "UNREAD_IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "DEFAULT_MAX_PIXELS", "atomic_path", "atomic_dir", "write_bytes",
+           "write_text", "write_image", "read_image", "read_mask", "read_stored", "quiet_opencv", "image_size",
+           "exif_orientation", "special_file_kind", "max_file_bytes",
            "apply_orientation", "VideoInfo", "probe_video", "VideoReader", "iter_video_frames", "VideoWriter",
            "video_suffix_for_writing"]

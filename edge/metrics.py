@@ -189,7 +189,9 @@ class SODMetrics:
             warnings.simplefilter("ignore")
             self._fm = sod.Fmeasure()
         self._sm = sod.Smeasure()
-        self._em = sod.Emeasure()
+        self._sod = sod
+        self._em_curves = []  # type: list
+        self._em_adaptive = []  # type: list
         self.count = 0
 
     def step(self, pred: np.ndarray, gt: np.ndarray) -> None:
@@ -198,16 +200,33 @@ class SODMetrics:
         if p.ndim != 2 or p.shape != g.shape:
             raise InputError("SOD metrics: prediction {} and ground truth {} must be HxW of the same size".format(
                 p.shape, g.shape))
-        for metric in (self._mae, self._fm, self._sm, self._em):
+        for metric in (self._mae, self._fm, self._sm):
             metric.step(p, g)
+        curve, adaptive = self._emeasure(p, g)
+        self._em_curves.append(curve)
+        self._em_adaptive.append(adaptive)
         self.count += 1
+
+    def _emeasure(self, pred: np.ndarray, gt: np.ndarray) -> "tuple":
+        """One image's E-measure curve and adaptive value, as the mean of the enhanced-alignment matrix (in [0,1]).
+
+        pysodmetrics, like the authors' MATLAB code, divides the matrix's sum by H*W - 1 (+ eps): scores then pass 1
+        for good predictions and reach 4.5e15 on a 1x1 image. Rescaling by (H*W - 1 + eps) / (H*W) gives the mean.
+        """
+        em = self._sod.Emeasure()
+        em.step(pred, gt)
+        result = em.get_results()["em"]
+        pixels = float(gt.shape[0] * gt.shape[1])
+        scale = (pixels - 1.0 + np.spacing(1)) / pixels
+        curve = np.clip(np.asarray(result["curve"], dtype=np.float64) * scale, 0.0, 1.0)
+        return curve, float(np.clip(float(result["adp"]) * scale, 0.0, 1.0))
 
     def results(self) -> Dict[str, Any]:
         """The set's metrics: mae, maxF, meanF (over the 256 thresholds), adpF, S, maxE, meanE, adpE."""
         if not self.count:
             return {}
         fm = self._fm.get_results()["fm"]
-        em = self._em.get_results()["em"]
+        em = {"curve": np.mean(np.stack(self._em_curves), axis=0), "adp": float(np.mean(self._em_adaptive))}
         return {
             "mae": float(self._mae.get_results()["mae"]),
             "maxF": float(np.max(fm["curve"])),

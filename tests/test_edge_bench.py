@@ -83,10 +83,14 @@ def test_onnxruntime_row_and_time_budget(tmp_path):
 def test_bad_requests_are_one_line(tmp_path, capsys):
     a = build_ir(tmp_path, size=(16, 16))
     for argv, text in ((["bench", str(a), "-d", "NOPE"], "NOPE"), (["bench", str(a), "--vs", "tensorrt"], "tensorrt"),
-                       (["bench", str(tmp_path / "none.xml")], "none.xml"), (["bench", str(a), "--niter", "0"], "niter")):
+                       (["bench", str(tmp_path / "none.xml")], "none.xml")):
         assert main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and text in err[0], err
+    with pytest.raises(SystemExit) as info:  # option ranges are argparse's: one line, exit 2
+        main(["bench", str(a), "--niter", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "--niter" in err[0], err
     with pytest.raises(EdgematteError, match="nothing to measure"):
         build_rows([str(a)], ["CUDA"])
 

@@ -266,11 +266,11 @@ def test_float_tiff_is_scaled_to_8bit(tmp_path: Path) -> None:
     assert out.dtype == np.uint8 and tuple(out[0, 0]) == (0, 128, 255)
 
 
-def test_huge_png_refused_before_decoding_and_unparsed_header_after(tmp_path: Path, monkeypatch) -> None:
+def test_huge_png_and_tiff_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
     cv2.imwrite(str(tmp_path / "big.png"), _quadrants(100, 200))
     cv2.imwrite(str(tmp_path / "big.tif"), _quadrants(100, 200))
-    assert io.image_size((tmp_path / "big.tif").read_bytes()) is None  # no header parser for TIFF
-    with pytest.raises(InputError) as info:  # caught after decoding instead
+    assert io.image_size((tmp_path / "big.tif").read_bytes()) == (100, 200)  # TIFF headers are read too
+    with pytest.raises(InputError) as info:
         io.read_image(tmp_path / "big.tif", max_pixels=5000)
     _assert_one_line(info.value, "big.tif")
     shrunk = io.read_image(tmp_path / "big.tif", max_pixels=5000, downscale=True)
@@ -280,9 +280,10 @@ def test_huge_png_refused_before_decoding_and_unparsed_header_after(tmp_path: Pa
         raise AssertionError("decoded a too-large image")
 
     monkeypatch.setattr(io.cv2, "imdecode", no_decode)
-    with pytest.raises(InputError) as info:
-        io.read_image(tmp_path / "big.png", max_pixels=5000)
-    _assert_one_line(info.value, "big.png")
+    for name in ("big.png", "big.tif"):
+        with pytest.raises(InputError) as info:
+            io.read_image(tmp_path / name, max_pixels=5000)
+        _assert_one_line(info.value, name)
 
 
 def test_exif_rotation_applies_to_masks_too(tmp_path: Path) -> None:

@@ -175,7 +175,9 @@ def test_sod_metrics_agree_with_pysodmetrics() -> None:
     assert got["maxF"] == pytest.approx(float(fm.get_results()["fm"]["curve"].max()), abs=1e-9)
     assert got["meanF"] == pytest.approx(float(fm.get_results()["fm"]["curve"].mean()), abs=1e-9)
     assert got["S"] == pytest.approx(float(sm.get_results()["sm"]), abs=1e-9)
-    assert got["maxE"] == pytest.approx(float(em.get_results()["em"]["curve"].max()), abs=1e-9)
+    pixels = pairs[0][1].size  # E-measure as the mean of the alignment matrix: pysodmetrics divides by H*W - 1
+    assert got["maxE"] == pytest.approx(float(em.get_results()["em"]["curve"].max()) * (pixels - 1) / pixels,
+                                        abs=1e-9)
     assert acc.count == len(pairs)
 
 
