@@ -546,7 +546,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="draw latency against quality (or per row) as a PNG")
     p.add_argument("--video", metavar="CLIP", help="instead: inference-only and end-to-end fps on this video for "
                                                   "mask, blur and replace, with and without smoothing")
-    p.add_argument("--video-frames", type=int, default=150, metavar="N", help="frames of --video used (default 150)")
+    p.add_argument("--video-frames", type=options.frames, default=150, metavar="N",
+                   help="frames of --video used, {} to {} (default 150)".format(*options.FRAMES_RANGE))
     p.set_defaults(func=run)
 
 

@@ -200,10 +200,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("image")
     parser.add_argument("mask")
     parser.add_argument("-o", "--outdir", required=True, help="new folder for the clip")
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames (default: %(default)s)")
+    from . import options
+
+    parser.add_argument("--frames", type=options.frames, default=DEFAULT_FRAMES,
+                        help="frames, {} to {} (default: %(default)s)".format(*options.FRAMES_RANGE))
     parser.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, metavar="WxH",
                         help="frame size (default: 640x480)")
-    parser.add_argument("--fps", type=float, default=25.0, help="frame rate (default: %(default)s)")
+    parser.add_argument("--fps", type=options.fps, default=25.0,
+                        help="frame rate, {:g} to {:g} (default: %(default)s)".format(*options.FPS_RANGE))
     parser.set_defaults(func=_run)
 
 

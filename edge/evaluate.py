@@ -204,7 +204,9 @@ def register(subparsers: Any) -> None:
                         help="score the masks cleaned as --post-process of mask/cutout/blur/replace leaves them "
                              "(haze and small blobs dropped, small holes filled, a soft edge band kept): run with "
                              "and without to see whether it helps on your data")
-    parser.add_argument("--flicker", type=int, nargs="?", const=250, default=0, metavar="FRAMES",
+    from .options import frames as frame_count
+
+    parser.add_argument("--flicker", type=frame_count, nargs="?", const=250, default=0, metavar="FRAMES",
                         help="instead: temporal flicker on a synthetic pan+zoom clip made from each image and mask "
                              "(FRAMES per clip, default 250 = 10 s), with and without smoothing, against the ground "
                              "truth's own (edge/clip.py)")

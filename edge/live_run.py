@@ -20,14 +20,18 @@ DEFAULT_RECONNECT = 3
 
 def add_live_args(parser: Any) -> None:
     """The live-input options of the effect verbs."""
-    parser.add_argument("--camera", type=int, metavar="N", help="read camera N (as /dev/videoN) instead of files")
+    from . import options
+
+    parser.add_argument("--camera", type=options.camera, metavar="N",
+                        help="read camera N (as /dev/videoN, {} to {}) instead of files".format(*options.CAMERA_RANGE))
     parser.add_argument("--raw", metavar="WxH", help="with INPUT -: stdin carries raw BGR24 frames of this size; "
                                                     "-o - then writes raw frames (BGR24; cutouts BGRA32) to stdout")
     parser.add_argument("--show", action="store_true", help="live inputs: show the result in a window (q stops)")
     parser.add_argument("--no-smooth", action="store_true",
                         help="videos and live inputs: turn off the temporal filter that steadies the alpha")
-    parser.add_argument("--reconnect", type=int, default=DEFAULT_RECONNECT, metavar="N",
-                        help="stream URLs and cameras: reopen a dropped stream up to N times (default: %(default)s)")
+    parser.add_argument("--reconnect", type=options.reconnect, default=DEFAULT_RECONNECT, metavar="N",
+                        help="stream URLs and cameras: reopen a dropped stream up to N times, {} to {} (default: "
+                             "%(default)s)".format(*options.RECONNECT_RANGE))
 
 
 def load_any(model: str, device: str) -> Any:

@@ -19,6 +19,9 @@ TIME_RANGE = (0.0, 86400.0)  # seconds; 0: run --niter rounds
 THREADS_RANGE = (0, 1024)  # 0: the backend's default
 PERCENTILE_RANGE = (1, 100)
 COUNT_RANGE = (1, 1 << 31)  # --limit and other counts of items
+FRAMES_RANGE = (1, 100000)  # frames of a synthetic clip or of a video measured (an hour at 25 fps is 90000)
+CAMERA_RANGE = (0, 63)  # /dev/video0 .. /dev/video63
+RECONNECT_RANGE = (0, 1000)
 
 
 def _number(text: str, kind: str) -> float:
@@ -75,6 +78,9 @@ seconds = float_range("--time", *TIME_RANGE, meaning="seconds; 0: run --niter ro
 threads = int_range("--threads", *THREADS_RANGE, meaning="0: the backend's default")
 percentile = int_range("--percentile", *PERCENTILE_RANGE)
 count = int_range("--limit", *COUNT_RANGE)
+frames = int_range("--frames", *FRAMES_RANGE)
+camera = int_range("--camera", *CAMERA_RANGE, meaning="the N of /dev/videoN")
+reconnect = int_range("--reconnect", *RECONNECT_RANGE)
 
 
 def check_range(option: str, value: float, low: float, high: float) -> float:
@@ -101,6 +107,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 __all__ = ["int_range", "float_range", "check_range", "OneLineParser", "max_pixels", "nireq", "strength", "fps",
-           "niter", "seconds", "threads", "percentile", "count", "MAX_PIXELS_RANGE", "NIREQ_RANGE",
+           "niter", "seconds", "threads", "percentile", "count", "frames", "camera", "reconnect", "FRAMES_RANGE",
+           "CAMERA_RANGE", "RECONNECT_RANGE", "MAX_PIXELS_RANGE", "NIREQ_RANGE",
            "STRENGTH_RANGE", "FPS_RANGE", "NITER_RANGE", "TIME_RANGE", "THREADS_RANGE", "PERCENTILE_RANGE",
            "COUNT_RANGE"]

@@ -188,11 +188,14 @@ def test_background_is_bounded_by_max_pixels(tmp_path: Path, model: Path, capsys
     (["bench", "--niter", "0"], "--niter"), (["bench", "--time", "inf"], "--time"),
     (["bench", "--threads", "-1"], "--threads"), (["bench", "--percentile", "101"], "--percentile"),
     (["bench", "--nireq", "1e9"], "--nireq"), (["eval", "--limit", "0"], "--limit"),
+    (["blur", "--camera", "-1"], "--camera"), (["replace", "--reconnect", "1e9"], "--reconnect"),
+    (["clip", "--fps", "1e8"], "--fps"), (["clip", "--frames", "nan"], "--frames"),
+    (["eval", "--flicker", "0"], "--flicker"), (["bench", "--video-frames", "-5"], "--video-frames"),
 ])
 def test_numeric_options_outside_their_range_are_one_line(tmp_path: Path, capsys, args, option) -> None:
     verb, rest = args[0], args[1:]
-    positional = {"eval": ["model.xml", str(tmp_path)], "bench": ["model.xml"]}.get(verb, ["x.png", "-o",
-                                                                                              str(tmp_path)])
+    positional = {"eval": ["model.xml", str(tmp_path)], "bench": ["model.xml"],
+                  "clip": ["x.png", "m.png", "-o", str(tmp_path)]}.get(verb, ["x.png", "-o", str(tmp_path)])
     with pytest.raises(SystemExit) as info:
         main([verb] + positional + rest)
     assert info.value.code == 2
