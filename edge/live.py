@@ -154,6 +154,14 @@ def render_stream(predictor: Any, frames: Iterable[np.ndarray], render: Callable
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="edgematte-composite")
     in_flight = deque()  # type: Deque[Tuple[np.ndarray, Any, float]]
     rendering = deque()  # type: Deque[Future]
+    # the smoother keeps state, so it runs in order, on one thread of its own, off the inference loop
+    smoothing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgematte-smooth") if smoother else None
+
+    def timed_smooth(frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        began = time.perf_counter()
+        result = smoother(frame, alpha)
+        clock.add("smooth", time.perf_counter() - began)
+        return result
 
     def timed_render(frame: np.ndarray, alpha: np.ndarray) -> Any:
         began = time.perf_counter()
@@ -170,11 +178,11 @@ def render_stream(predictor: Any, frames: Iterable[np.ndarray], render: Callable
         alpha = engine.finish(raw, frame.shape[:2]) if is_raw else raw
         engine.release(handle)
         clock.add("postprocess", time.perf_counter() - began)
-        if smoother is not None:
-            began = time.perf_counter()
-            alpha = smoother(frame, alpha)
-            clock.add("smooth", time.perf_counter() - began)
-        rendering.append(pool.submit(timed_render, frame, alpha))
+        if smoothing is not None:
+            smoothed = smoothing.submit(timed_smooth, frame, alpha)
+            rendering.append(pool.submit(lambda: timed_render(frame, smoothed.result())))
+        else:
+            rendering.append(pool.submit(timed_render, frame, alpha))
 
     try:
         while True:
@@ -205,6 +213,8 @@ def render_stream(predictor: Any, frames: Iterable[np.ndarray], render: Callable
             if engine.asynchronous:
                 handle.wait()
         pool.shutdown(wait=True)
+        if smoothing is not None:
+            smoothing.shutdown(wait=True)
         deadline = time.perf_counter() + 2.0
         while reader.is_alive() and time.perf_counter() < deadline:  # unblock a decoder waiting on a full queue;
             try:  # one blocked on its input (a quiet stdin) is a daemon thread and is left behind

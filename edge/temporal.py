@@ -49,9 +49,7 @@ class AlphaSmoother:
             self._gray, self._alpha = gray, current.copy()
             return alpha
         warped, weight = self._warp_and_weight(gray, current)
-        if current.ndim == 3:
-            weight = weight[:, :, None]
-        out = warped + weight * (current - warped)
+        out = cv2.blendLinear(current, warped, weight, 1.0 - weight)  # per-pixel mix, threaded, no temporaries
         self._gray, self._alpha = gray, out
         return out.astype(np.asarray(alpha).dtype, copy=False)
 
@@ -60,35 +58,32 @@ class AlphaSmoother:
         sh, sw = gray.shape
         h, w = current.shape[:2]
         flow = self._flow.calc(gray, self._gray, None)  # for each pixel now, where it was in the previous frame
-        grid_x, grid_y = np.meshgrid(np.arange(sw, dtype=np.float32), np.arange(sh, dtype=np.float32))
-        prev_gray = cv2.remap(self._gray, grid_x + flow[:, :, 0], grid_y + flow[:, :, 1], cv2.INTER_LINEAR,
+        prev_gray = cv2.remap(self._gray, cv2.add(_grid(sh, sw), flow), None, cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
-        residual = cv2.absdiff(gray, prev_gray).astype(np.float32)
-        residual = cv2.GaussianBlur(residual, (0, 0), 1.0)
+        residual = cv2.GaussianBlur(cv2.absdiff(gray, prev_gray).astype(np.float32), (0, 0), 1.0)
         base = 1.0 - self.strength
-        small_weight = np.clip(base + residual / RESIDUAL_SCALE, base, 1.0)
-        fx, fy = w / float(sw), h / float(sh)
-        flow_full = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-        map_x, map_y = _full_grid(h, w)
-        map_x = map_x + flow_full[:, :, 0] * fx
-        map_y = map_y + flow_full[:, :, 1] * fy
-        warped = cv2.remap(self._alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        small_weight = cv2.min(residual * (1.0 / RESIDUAL_SCALE) + base, 1.0)
+        flow = flow * np.array([w / float(sw), h / float(sh)], np.float32)  # in full-size pixels
+        coords = cv2.add(_grid(h, w), cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR))
+        warped = cv2.remap(self._alpha, coords, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         weight = cv2.resize(small_weight, (w, h), interpolation=cv2.INTER_LINEAR)
-        change = np.abs(current - warped)
+        change = cv2.absdiff(current, warped)
         if change.ndim == 3:
             change = change.max(axis=2)
-        weight = np.maximum(weight, np.clip((change - CHANGE_START) / (CHANGE_FULL - CHANGE_START), 0.0, 1.0))
-        return warped, weight
+        confident = cv2.min(cv2.max((change - CHANGE_START) * (1.0 / (CHANGE_FULL - CHANGE_START)), 0.0), 1.0)
+        return warped, cv2.max(weight, confident)
 
 
 _GRIDS = {}  # type: dict
 
 
-def _full_grid(h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinate grids of an HxW frame, cached per size."""
+def _grid(h: int, w: int) -> np.ndarray:
+    """HxWx2 float32 pixel coordinates (x, y), cached per size (a flow added to it is a remap map)."""
     if (h, w) not in _GRIDS:
-        _GRIDS.clear()
-        _GRIDS[(h, w)] = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        if len(_GRIDS) > 4:
+            _GRIDS.clear()
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        _GRIDS[(h, w)] = np.dstack([xs, ys])
     return _GRIDS[(h, w)]
 
 

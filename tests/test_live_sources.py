@@ -256,3 +256,14 @@ def test_foreign_model_runs_in_every_effect_verb(tmp_path: Path) -> None:
     mask = cv2.imread(str(tmp_path / "mask" / "in.png"), cv2.IMREAD_GRAYSCALE)
     assert mask[:, :6].min() > 200 and mask[:, 10:].max() < 50
     assert cv2.imread(str(tmp_path / "cutout" / "in.png"), cv2.IMREAD_UNCHANGED).shape == (16, 16, 4)
+
+
+def test_bench_video_reports_inference_and_end_to_end_fps(model: Path, tmp_path: Path, capsys) -> None:
+    clip = _write_avi(tmp_path / "c.avi", 10)
+    assert main(["bench", str(model), "--video", str(clip), "--video-frames", "8"]) == 0
+    out = capsys.readouterr().out
+    for row in ("infer only", "mask smoothed", "blur --no-smooth", "replace smoothed", "(8 frames, 64x48)"):
+        assert row in out
+    fps = [float(line.split()[-9]) for line in out.splitlines() if "smoothed" in line or "--no-smooth" in line]
+    assert len(fps) == 6 and min(fps) > 0
+    assert list(tmp_path.iterdir()) == [clip]  # its temporary outputs are gone
