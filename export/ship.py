@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional, Sequence
 from edgematte.edge.datasets import find_pairs
 from edgematte.edge.evaluate import evaluate, summary_table
 from edgematte.edge.io import write_text
+from edgematte.edge.names import check_model_name
 from edgematte.edge.runtime import load_model
 from edgematte.edge.zoo import CHECKPOINT_FILE, MODEL_FILE, PACKAGE_DIR
 
@@ -43,6 +44,7 @@ def ship(checkpoint: str, name: str, val: str, zoo: Optional[str] = None, work: 
     """Export `checkpoint`, quantize it, evaluate FP32/FP16/INT8 IRs on `val`, install the choice as zoo `name`."""
     from edgematte.compress.quantize import quantize_ir
 
+    check_model_name(name, "--name")  # the zoo folder is <zoo>/<name>: a plain name, never a path
     work_dir = Path(work or tempfile.mkdtemp(prefix="edgematte-ship-"))
     report = export_model(checkpoint, str(work_dir), formats=("ir",), precisions=("fp32", "fp16"), verbose=verbose,
                           fp16_max_diff=fp16_max_diff)
