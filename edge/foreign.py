@@ -1,15 +1,15 @@
 """Run a foreign segmentation model (ONNX, TFLite, IR) through OpenVINO, fed by a JSON preprocessing spec."""
 import json
 import os
-import threading
+from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
-from ._ov import AsyncInferQueue, Core, version, with_exact_precision
+from ._ov import Core, version, with_exact_precision
 from .card import ModelCard, Normalisation, sha256_file
 from .errors import DeviceError, InputError, ModelFileError
 from .io import write_text
@@ -311,47 +311,39 @@ class ForeignPredictor(Predictor):
         return self.spec.postprocess(raw, size)
 
     def predict_many(self, images: Iterable[np.ndarray], nireq: int = 0) -> Iterator[np.ndarray]:
-        """Predict a stream of images with `nireq` parallel requests (0: OpenVINO's optimal number), order kept."""
-        queue = AsyncInferQueue(self._compiled, int(nireq)) if nireq else AsyncInferQueue(self._compiled)
-        done = {}  # type: Dict[int, Any]
-        sizes = {}  # type: Dict[int, Tuple[int, int]]
-        lock = threading.Lock()
-        out_index = self._output_index
+        """Predict a stream of images with `nireq` parallel requests (0: OpenVINO's optimal number), order kept.
 
-        def on_done(request: Any, index: int) -> None:
-            try:
-                value = request.get_output_tensor(out_index).data.copy()
-            except Exception as exc:  # noqa: BLE001 - handed to the consumer thread
-                value = exc
-            with lock:
-                done[index] = value
+        Requests are used round-robin, oldest first, as OpenVINOPredictor does: AsyncInferQueue's Python callback
+        needs the GIL on OpenVINO's thread and deadlocked here (start_async never returned).
+        """
+        try:
+            optimal = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        except Exception:  # noqa: BLE001 - a plugin without the property
+            optimal = 1
+        count = int(nireq) if nireq and int(nireq) > 0 else max(1, optimal)
+        free = deque(self._compiled.create_infer_request() for _ in range(count))  # type: Deque[Any]
+        pending = deque()  # type: Deque[Tuple[Any, Tuple[int, int]]]
 
-        def take(index: int) -> Any:
-            with lock:
-                value = done.pop(index, None)
-            if isinstance(value, Exception):
-                raise value
-            return value
+        def collect() -> np.ndarray:
+            request, size = pending.popleft()
+            request.wait()
+            result = self.spec.postprocess(request.get_output_tensor(self._output_index).data, size)
+            free.append(request)
+            return result
 
-        queue.set_callback(on_done)
-        submitted = emitted = 0
         try:
             for bgr in images:
-                x, sizes[submitted] = self._prepare(bgr)
-                queue.start_async({self._input_name: x}, submitted)
-                submitted += 1
-                while True:
-                    value = take(emitted)
-                    if value is None:
-                        break
-                    yield self.spec.postprocess(value, sizes.pop(emitted))
-                    emitted += 1
-            queue.wait_all()
-            while emitted < submitted:
-                yield self.spec.postprocess(take(emitted), sizes.pop(emitted))
-                emitted += 1
+                if not free:
+                    yield collect()
+                x, size = self._prepare(bgr)
+                request = free.popleft()
+                request.start_async({self._input_name: x})
+                pending.append((request, size))
+            while pending:
+                yield collect()
         finally:
-            queue.wait_all()
+            for request, _ in pending:  # the consumer stopped early: let in-flight requests finish
+                request.wait()
 
 
 __all__ = ["PreprocSpec", "ForeignPredictor", "load_spec", "shipped_specs", "SPECS_DIR"]
