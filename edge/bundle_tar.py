@@ -27,6 +27,9 @@ MEMBER_SLACK = 4096  # header bytes allowed per member once the manifest is know
 FILE_MODE, SCRIPT_MODE, DIR_MODE = 0o644, 0o755, 0o755  # what `bundle` writes
 UNSAFE_BITS = 0o7002  # setuid, setgid, sticky, world-writable
 ROOT_NAMES = ("", "root")
+# pax keywords a member may carry: long names and the plain header fields; not xattrs (file capabilities), ACLs or
+# sparse maps, which GNU tar can apply on extraction and the manifest does not cover
+PAX_KEYS = frozenset(["path", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname", "comment"])
 CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -130,6 +133,10 @@ def _check_header(bundle: str, member: tarfile.TarInfo, want_dir: Optional[bool]
     if want_dir is not None and member.isdir() != want_dir:
         raise BundleError("{}: refusing member {!r}: a {} where the manifest has a {}".format(
             bundle, member.name, "folder" if member.isdir() else "file", "folder" if want_dir else "file"))
+    extra = sorted(set(member.pax_headers) - PAX_KEYS)
+    if extra:
+        raise BundleError("{}: refusing member {!r}: it carries the extended header {!r} (a bundle's members carry "
+                          "no attributes beyond name, size, time and owner)".format(bundle, member.name, extra[0]))
     if member.uid != 0 or member.gid != 0 or member.uname not in ROOT_NAMES or member.gname not in ROOT_NAMES:
         raise BundleError("{}: refusing member {!r}: owned by {}:{} ({}:{}); a bundle's members belong to root "
                           "(uid/gid 0)".format(bundle, member.name, member.uid, member.gid, member.uname or "-",

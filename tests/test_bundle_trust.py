@@ -109,7 +109,7 @@ def test_members_are_root_owned_with_the_modes_the_manifest_records(made):
 def hostile(draw):
     """A kind of hostile change and its parameters."""
     kind = draw(st.sampled_from(["mode", "owner", "link", "special", "name", "duplicate", "size", "count",
-                                 "unlisted_big", "before_manifest", "sparse"]))
+                                 "unlisted_big", "before_manifest", "sparse", "xattr"]))
     return kind, draw(st.integers(0, 10 ** 6)), draw(st.integers(0, 10 ** 6))
 
 
@@ -158,6 +158,9 @@ def _apply(members, kind, a, b):
             members.append((tarfile.TarInfo("{}/selftest/extra{}.png".format(TOP, n)), b""))
     elif kind == "unlisted_big":
         members.insert(2, (tarfile.TarInfo(TOP + "/selftest/fill.bin"), b"\0" * (8 << 20)))
+    elif kind == "xattr":
+        info.pax_headers = {["SCHILY.xattr.security.capability", "SCHILY.acl.access", "GNU.sparse.map",
+                             "linkpath"][b % 4]: "x"}
     elif kind == "before_manifest":
         members.insert(0 if b % 2 else 1, (_copy(info), data))
     return members
@@ -196,7 +199,7 @@ def test_hostile_members_are_refused_before_anything_is_unpacked(made, tmp_path,
 @pytest.mark.parametrize("kind,match", [
     ("mode", "setuid/setgid/sticky or world-writable"), ("owner", "belong to root"), ("link", "link"),
     ("special", "a bundle holds only regular files"), ("duplicate", "more than once"),
-    ("count", "not in the manifest"), ("name", "refusing member"),
+    ("count", "not in the manifest"), ("name", "refusing member"), ("xattr", "extended header"),
 ])
 def test_hostile_members_give_one_line(made, tmp_path, capsys, kind, match):
     bad = tmp_path / "bad.tar.gz"
