@@ -76,9 +76,14 @@ def load_private_key(path: str) -> Any:
     if key is None:
         raise KeyFileError("{}: {}".format(path, why))
     if not isinstance(key, c.ed25519.Ed25519PrivateKey):
-        raise KeyFileError("{}: a {} key; bundles are signed with Ed25519 keys (edgematte keygen)".format(
-            path, type(key).__name__.replace("_", "")))
+        raise KeyFileError("{}: key type {}; bundles are signed with Ed25519 keys (edgematte keygen)".format(
+            path, _key_type(key)))
     return key
+
+
+def _key_type(key: Any) -> str:
+    """A key's algorithm in words ("RSA", "EllipticCurve", "DSA", ...)."""
+    return type(key).__name__.lstrip("_").replace("PrivateKey", "").replace("PublicKey", "") or "unknown"
 
 
 def load_public_key(path: str) -> Any:
@@ -96,8 +101,8 @@ def load_public_key(path: str) -> Any:
         hint = " (this looks like a private key: pass the .pub file)" if b"PRIVATE KEY" in data else ""
         raise KeyFileError("{}: not a PEM or OpenSSH public key{}".format(path, hint))
     if not isinstance(key, c.ed25519.Ed25519PublicKey):
-        raise KeyFileError("{}: a {} key; bundles are signed with Ed25519 keys (edgematte keygen)".format(
-            path, type(key).__name__.replace("_", "")))
+        raise KeyFileError("{}: key type {}; bundles are signed with Ed25519 keys (edgematte keygen)".format(
+            path, _key_type(key)))
     return key
 
 
