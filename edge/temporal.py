@@ -14,6 +14,7 @@ import numpy as np
 
 DEFAULT_STRENGTH = 0.9  # the share of history kept where the frame is fully explained by the warp
 FLOW_SIDE = 160  # longer side of the gray copy the flow is computed on
+WORK_SIDE = 640  # larger alphas are smoothed at this longer side (models predict at 224-512) and scaled back
 RESIDUAL_SCALE = 16.0  # gray levels of unexplained change at which the new alpha takes over completely
 CHANGE_START, CHANGE_FULL = 0.6, 1.0  # |alpha - warped history| from which the new alpha starts to / fully wins
 
@@ -44,14 +45,31 @@ class AlphaSmoother:
     def __call__(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         gray = self._small_gray(frame)
         current = np.asarray(alpha, dtype=np.float32)
+        h, w = current.shape[:2]
+        if max(h, w) > WORK_SIDE:  # the blend costs ~10 full-size passes: run it on a smaller copy
+            scale = WORK_SIDE / float(max(h, w))
+            small = cv2.resize(current, (max(1, int(round(w * scale))), max(1, int(round(h * scale)))),
+                               interpolation=cv2.INTER_AREA)
+            smoothed = self._smooth(gray, small)
+            if smoothed is small:
+                return alpha
+            out = cv2.resize(smoothed, (w, h), interpolation=cv2.INTER_LINEAR).reshape(current.shape)
+            return out.astype(np.asarray(alpha).dtype, copy=False)
+        smoothed = self._smooth(gray, current)
+        if smoothed is current:
+            return alpha
+        return smoothed.astype(np.asarray(alpha).dtype, copy=False)
+
+    def _smooth(self, gray: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """The smoothed alpha at `current`'s size (`current` itself on a first or resized frame)."""
         if (self._alpha is None or self._alpha.shape != current.shape or self._gray is None
                 or self._gray.shape != gray.shape):
             self._gray, self._alpha = gray, current.copy()
-            return alpha
+            return current
         warped, weight = self._warp_and_weight(gray, current)
         out = cv2.blendLinear(current, warped, weight, 1.0 - weight)  # per-pixel mix, threaded, no temporaries
         self._gray, self._alpha = gray, out
-        return out.astype(np.asarray(alpha).dtype, copy=False)
+        return out
 
     def _warp_and_weight(self, gray: np.ndarray, current: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """The history warped onto this frame and, per pixel, how much of the new alpha to take (0..1)."""

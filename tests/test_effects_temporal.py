@@ -230,3 +230,15 @@ def test_pipeline_reraises_a_decoder_failure() -> None:
 
     with pytest.raises(ValueError, match="bad frame"):
         list(render_stream(_SlowIdentity(), broken(), lambda f, a: a))
+
+
+def test_large_frames_are_smoothed_on_a_smaller_copy_at_full_size() -> None:
+    rng = np.random.default_rng(1)
+    frame = cv2.GaussianBlur((rng.random((720, 1280, 3)) * 255).astype(np.uint8), (0, 0), 3)
+    truth = _soft_disc(720, 1280, (640, 360), 200)
+    smoother = AlphaSmoother()
+    outs = [smoother(frame, np.clip(truth + rng.normal(0, 0.2), 0, 1).astype(np.float32)) for _ in range(8)]
+    assert all(o.shape == (720, 1280) and o.dtype == np.float32 for o in outs)
+    raw_step = 0.2  # the per-frame offset's scale: smoothed frames must move far less than that
+    assert np.abs(outs[-1] - outs[-2]).mean() < 0.3 * raw_step * 0.8
+    assert ((outs[-1] >= 0.5) == (truth >= 0.5)).mean() > 0.99  # the edge stays where it is
