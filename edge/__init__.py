@@ -1,4 +1,5 @@
 """edgematte.edge: the torch-free runtime (OpenVINO, numpy, OpenCV) that runs on edge boxes."""
+from . import startup  # first: Ctrl-C while the edgematte command starts is one line, exit 130
 from .card import ModelCard, Normalisation
 from .errors import DeviceError, EdgematteError, InputError, MissingExtraError, ModelFileError
 

@@ -4,6 +4,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
+from .card_schema import check_card_fields, parse_card_json
 from .errors import ModelFileError
 
 CARD_FORMAT = 1
@@ -82,6 +83,7 @@ class ModelCard:
         missing = [k for k in ("name", "task", "arch") if k not in data]
         if missing:
             raise ModelFileError("{}: the model card lacks {}".format(source, ", ".join(missing)))
+        check_card_fields(data, source, CARD_FORMAT)
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as exc:
@@ -89,12 +91,8 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str, source: str = "model card") -> "ModelCard":
-        """Parse a card from JSON text."""
-        try:
-            data = json.loads(text)
-        except (ValueError, TypeError) as exc:
-            raise ModelFileError("{}: the model card is not valid JSON ({})".format(source, exc)) from None
-        return cls.from_dict(data, source)
+        """Parse a card from JSON text, bounded in size and depth (a card is read from files the user passes)."""
+        return cls.from_dict(parse_card_json(text, source), source)
 
     # -- OpenVINO rt_info ---------------------------------------------------------------------
     def write_rt_info(self, model: Any) -> None:
@@ -145,25 +143,27 @@ def save_ir(model: Any, xml_path: str, card: "ModelCard", compress_to_fp16: bool
     import tempfile
 
     from ._ov import ov
+    from .save_errors import saving
 
     card = copy.deepcopy(card)
     folder = os.path.dirname(os.path.abspath(xml_path))
     stem = os.path.splitext(os.path.basename(xml_path))[0]
-    os.makedirs(folder, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix="." + stem + ".", suffix=".tmp", dir=folder)
-    try:
-        first = os.path.join(tmp_dir, "first.xml")
-        ov.save_model(model, first, compress_to_fp16=compress_to_fp16)  # its default is True: FP32 must say False
-        card.weights_sha256 = sha256_file(first[:-4] + ".bin")
-        card.write_rt_info(model)
-        final = os.path.join(tmp_dir, "final.xml")
-        ov.save_model(model, final, compress_to_fp16=compress_to_fp16)
-        if sha256_file(final[:-4] + ".bin") != card.weights_sha256:
-            raise RuntimeError("{}: the second save wrote a different .bin".format(xml_path))
-        os.replace(final[:-4] + ".bin", os.path.splitext(xml_path)[0] + ".bin")
-        os.replace(final, xml_path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    with saving(xml_path, "the IR"):  # a full disk is one line naming the IR, not OpenVINO's iostream error
+        os.makedirs(folder, exist_ok=True)
+        tmp_dir = tempfile.mkdtemp(prefix="." + stem + ".", suffix=".tmp", dir=folder)
+        try:
+            first = os.path.join(tmp_dir, "first.xml")
+            ov.save_model(model, first, compress_to_fp16=compress_to_fp16)  # default True: FP32 must say False
+            card.weights_sha256 = sha256_file(first[:-4] + ".bin")
+            card.write_rt_info(model)
+            final = os.path.join(tmp_dir, "final.xml")
+            ov.save_model(model, final, compress_to_fp16=compress_to_fp16)
+            if sha256_file(final[:-4] + ".bin") != card.weights_sha256:
+                raise RuntimeError("{}: the second save wrote a different .bin".format(xml_path))
+            os.replace(final[:-4] + ".bin", os.path.splitext(xml_path)[0] + ".bin")
+            os.replace(final, xml_path)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
     return card
 
 

@@ -5,6 +5,7 @@ import sys
 from typing import Any, Callable, List, Optional
 
 from .errors import EdgematteError
+from .startup import INTERRUPTED, end_startup
 
 COMMAND_GROUP = "edgematte.commands"
 
@@ -58,8 +59,13 @@ def _version() -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script: run a verb, print user errors on one line, never a traceback."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # Ctrl-C while verbs are discovered (~1 s: their modules import) is one line too
+        end_startup()
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("edgematte: interrupted", file=sys.stderr)
+        return INTERRUPTED
     try:
         code = args.func(args)
     except EdgematteError as exc:
@@ -67,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("edgematte: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, traceback only with --debug
         if args.debug:
             raise

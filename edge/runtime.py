@@ -11,7 +11,7 @@ import numpy as np
 from ._ov import Core, Type, with_exact_precision
 from .card import ONNX_METADATA_KEY, ModelCard, sha256_file
 from .errors import DeviceError, EdgematteError, InputError, ModelFileError
-from .zoo import is_zoo_name, path_for
+from .zoo import is_zoo_name, list_zoo, path_for
 
 LOADER_GROUP = "edgematte.loaders"
 COMPOSITE_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")  # virtual devices: NAME or NAME:dev1,dev2
@@ -153,6 +153,9 @@ class OpenVINOPredictor(Predictor):
             raise ModelFileError("{}: the card says the input is {} but the model takes {}".format(
                 self.source, "u8" if want_u8 else "f32", got.get_type_name()))
         shape = port.get_partial_shape()
+        if self.card.dynamic and shape.is_static:
+            raise ModelFileError("{}: the card says the input is dynamic but the model takes the fixed shape {}".format(
+                self.source, [int(d) for d in shape.to_shape()]))
         if not self.card.dynamic and shape.is_static:
             h, w = self.card.input_size
             nchw = str(self.card.input.get("layout", "NHWC")).upper() == "NCHW"
@@ -439,6 +442,20 @@ def _compile(core: Any, model: Any, device: str, config: Optional[Dict[str, Any]
             source, _quoted(device), _ov_reason(exc))) from None
 
 
+def model_reference(path_or_name: Any) -> str:
+    """The model path or zoo name as text; ModelFileError for nothing, an empty name or a value of another kind."""
+    if path_or_name is None:
+        raise ModelFileError("no model given: pass an IR .xml, an .onnx, a kit checkpoint or a zoo name")
+    if not isinstance(path_or_name, (str, os.PathLike)):
+        raise ModelFileError("a model is a file path or a zoo name, got a {}".format(type(path_or_name).__name__))
+    text = os.fspath(path_or_name)
+    if not isinstance(text, str):
+        raise ModelFileError("a model path must be text, got {}".format(type(text).__name__))
+    if not text.strip():
+        raise ModelFileError("the model path is empty: pass an IR .xml, an .onnx, a kit checkpoint or a zoo name")
+    return text
+
+
 def load_model(path_or_name: Any, device: str = "CPU", config: Optional[Dict[str, Any]] = None,
                card: Optional[ModelCard] = None, core: Any = None, **opts: Any) -> Predictor:
     """Load an IR (.xml), ONNX (.onnx), zoo name or plugin-claimed file, compiled for `device`.
@@ -446,10 +463,12 @@ def load_model(path_or_name: Any, device: str = "CPU", config: Optional[Dict[str
     `config` goes to compile_model (e.g. {"PERFORMANCE_HINT": "THROUGHPUT"}); `card` supplies or overrides the model
     card (for artifacts without one). Errors: ModelFileError (missing/corrupt/mismatched files), DeviceError.
     """
-    text = str(path_or_name)
+    text = model_reference(path_or_name)
     path = Path(text)
-    if not path.exists() and is_zoo_name(text):
-        path = path_for(text)
+    if is_zoo_name(text) and (not path.exists() or (path.is_dir() and text in list_zoo())):
+        path = path_for(text)  # a folder in the working directory named like an installed zoo model is not a model
+    if path.is_dir():
+        raise ModelFileError("{}: is a folder, not a model file".format(path))
     suffix = path.suffix.lower()
     if suffix not in (".xml", ".onnx"):
         if suffix not in _LOADERS:
@@ -485,6 +504,9 @@ def load_model(path_or_name: Any, device: str = "CPU", config: Optional[Dict[str
     if card is None:
         raise ModelFileError("{}: carries no edgematte model card (export it with `edgematte export`, or pass "
                              "card=...)".format(path))
+    if weights is not None and found is not None and not found.weights_sha256:  # a kit IR always records it
+        raise ModelFileError("{}: its model card records no weights_sha256, so {} cannot be checked (re-export it "
+                             "with `edgematte export`)".format(path, weights.name))
     if weights is not None and found is not None and found.weights_sha256:
         if weights_sha256(str(weights)) != found.weights_sha256:
             raise ModelFileError("{}: weights {} do not match the card's sha256 (corrupt or from another "

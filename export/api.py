@@ -16,6 +16,7 @@ from torch import nn
 from edgematte.edge.card import ModelCard, sha256_file
 from edgematte.edge.errors import EdgematteError, InputError
 from edgematte.edge.io import write_text
+from edgematte.edge.save_errors import saving
 
 from . import parity
 from .cards import PRECISIONS, tool_versions
@@ -298,14 +299,16 @@ def _export_files(report: ExportReport, model: nn.Module, base_card: Optional[Mo
     if "ir" in formats:
         for precision in precisions:  # each IR waits under a hidden name until its parity checks are done
             xml = out / pending_name(ir_name(stem, precision))
-            ir = export_ir(str(onnx_path), str(xml), card, precision)
+            with saving(out / ir_name(stem, precision), "the IR"):  # a full disk names the file asked for
+                ir = export_ir(str(onnx_path), str(xml), card, precision)
             ir.pop("card")
             report.ir[precision] = {k: v for k, v in ir.items() if k != "path"}
             xml_paths[precision] = xml
             _say(verbose, "ir    {} ({} BatchNorm ops)".format(ir_name(stem, precision), ir["batchnorm_ops"]))
         if target == "ncs2":
             xml = out / pending_name(ir_name(stem, "ncs2"))
-            ir = export_ir(str(onnx_path), str(xml), card, "fp16", target="ncs2")
+            with saving(out / ir_name(stem, "ncs2"), "the IR"):
+                ir = export_ir(str(onnx_path), str(xml), card, "fp16", target="ncs2")
             ir.pop("card")
             report.ir["ncs2"] = {k: v for k, v in ir.items() if k != "path"}
             xml_paths["ncs2"] = xml

@@ -11,6 +11,7 @@ from torch import nn
 from edgematte.edge.card import ONNX_METADATA_KEY, ModelCard
 from edgematte.edge.errors import ModelFileError
 from edgematte.edge.io import atomic_path
+from edgematte.edge.save_errors import saving
 
 from .cards import onnx_card
 from .parity import ParityError, max_abs_diff
@@ -158,7 +159,8 @@ def export_onnx(model: nn.Module, path: str, input_size: Sequence[int], dynamic:
     set_onnx_card(proto, card)
     onnx.checker.check_model(proto, full_check=True)
     with atomic_path(path) as tmp:
-        onnx.save_model(proto, tmp)  # one self-contained file (OpenCV DNN cannot read external data)
+        with saving(path, "the ONNX file"):  # a full disk: one line naming the file
+            onnx.save_model(proto, tmp)  # one self-contained file (OpenCV DNN cannot read external data)
         onnxruntime_out = run_onnxruntime(tmp, sample.numpy())
         diff = max_abs_diff(onnxruntime_out, reference)
         if not diff < tolerance:

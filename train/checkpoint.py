@@ -164,8 +164,21 @@ def load_state_dict_into(model: nn.Module, state: Mapping[str, torch.Tensor], so
     if problem:
         raise ModelFileError("{}: weights do not fit model {!r}: {}".format(
             source, getattr(model, "arch", type(model).__name__), problem))
+    check_finite(state, source)
     model.load_state_dict(state, strict=True)
     return model
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
+    """Refuse weights holding NaN or Inf: such a model predicts an all-zero mask and nothing else would say why."""
+    bad = [name for name, tensor in state.items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        tensor = state[bad[0]]
+        what = "NaN" if bool(torch.isnan(tensor).any()) else "Inf"
+        more = " and {} more tensor(s)".format(len(bad) - 1) if len(bad) > 1 else ""
+        raise ModelFileError("{}: non-finite weights: tensor {} holds {}{} (a diverged training run? use an "
+                             "earlier checkpoint)".format(source, bad[0], what, more))
 
 
 def load_upstream_weights(model: nn.Module, path: str) -> nn.Module:
