@@ -65,11 +65,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _text(source: str, name: str, value: Any, empty: bool = True) -> None:
+def _text(source: str, name: str, value: Any, empty: bool = True, line: bool = False) -> None:
     if not isinstance(value, str):
         raise _bad(source, name, "must be text, got {}".format(_kind(value)))
     if not empty and not value.strip():
         raise _bad(source, name, "must not be empty")
+    if line and not value.isprintable():  # printed inside one-line messages and tables
+        raise _bad(source, name, "must be one line of printable text, got {!r}".format(value[:60]))
 
 
 def _mapping(source: str, name: str, value: Any, optional: bool = False) -> None:
@@ -163,7 +165,7 @@ def check_card_fields(data: Dict[str, Any], source: str, newest_format: int) -> 
     """
     check_depth(data, source)
     for name in ("name", "task", "arch"):
-        _text(source, name, data[name], empty=False)
+        _text(source, name, data[name], empty=False, line=True)
     task = data["task"]
     if task not in TASK_CHANNELS:
         raise _bad(source, "task", "must be one of {}, got {!r}".format(", ".join(TASK_CHANNELS), task))
@@ -174,7 +176,7 @@ def check_card_fields(data: Dict[str, Any], source: str, newest_format: int) -> 
         "input": lambda v: _check_input(source, v),
         "normalisation": lambda v: _check_normalisation(source, v),
         "output": lambda v: _check_output(source, v, task),
-        "precision": lambda v: _text(source, "precision", v, empty=False),
+        "precision": lambda v: _text(source, "precision", v, empty=False, line=True),
         "prune": lambda v: _mapping(source, "prune", v, optional=True),
         "source_sha256": lambda v: None if v is None else _text(source, "source_sha256", v),
         "encoder": lambda v: _mapping(source, "encoder", v, optional=True),

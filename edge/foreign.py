@@ -20,6 +20,7 @@ SPECS_DIR = Path(__file__).resolve().parent / "specs"  # the shipped specs (pack
 LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("RGB", "BGR")
 ACTIVATIONS = ("none", "sigmoid", "softmax")
+MAX_SPEC_BYTES = 1 << 20  # shipped specs are under 1 KiB
 PathLike = Union[str, "os.PathLike"]
 
 
@@ -101,15 +102,21 @@ class PreprocSpec:
         """Parse a spec from JSON text."""
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise ModelFileError("{}: the spec is nested too deeply to be a preprocessing spec".format(source)) from None
         except ValueError as exc:
             raise ModelFileError("{}: not valid JSON ({})".format(source, exc)) from None
         return cls.from_dict(data, source)
 
     @classmethod
     def load(cls, path: PathLike) -> "PreprocSpec":
-        """Read a spec file."""
+        """Read a spec file, at most MAX_SPEC_BYTES of it (a spec is a few hundred bytes; /dev/zero is not one)."""
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with open(str(path), "rb") as handle:
+                raw = handle.read(MAX_SPEC_BYTES + 1)
+            if len(raw) > MAX_SPEC_BYTES:
+                raise ModelFileError("{}: more than {} bytes, not a preprocessing spec".format(path, MAX_SPEC_BYTES))
+            text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelFileError("{}: cannot read the spec ({})".format(path, getattr(exc, "strerror", None) or exc)) from None
         return cls.from_json(text, str(path))

@@ -85,6 +85,52 @@ def test_finite_checkpoint_still_loads(tmp_path: Path) -> None:
     assert all(bool(torch.isfinite(t).all()) for t in loaded.state_dict().values() if t.is_floating_point())
 
 
+@pytest.fixture(scope="module")
+def checkpoint_dict(tmp_path_factory):
+    """A finite tiny kit checkpoint as the dict torch.load returns, to make damaged variants of."""
+    torch = pytest.importorskip("torch")
+    from edgematte.train.checkpoint import card_for, save_checkpoint
+    from edgematte.train.models import create_model
+
+    model = create_model("mbv2_unet_sod", width=0.35, decoder_channels=[16, 16, 8, 8, 8], input_size=[32, 32])
+    path = tmp_path_factory.mktemp("ckdict") / "ok.pt"
+    save_checkpoint(str(path), model, card_for(model))
+    return torch.load(str(path), weights_only=True)
+
+
+def _first_weight(ckpt) -> str:
+    return next(k for k, v in ckpt["state_dict"].items() if v.dim() >= 2)
+
+
+DAMAGED_CHECKPOINTS = {
+    "config_list": (lambda c: c.update(config=[1, 2]), "a mapping expected"),
+    "card_task": (lambda c: c["card"].update(task="trimap", output={}), "task trimap"),
+    "complex": (lambda c: c["state_dict"].update({_first_weight(c): c["state_dict"][_first_weight(c)].to(
+        __import__("torch").complex64)}), "complex"),
+    "empty_compact": (lambda c: c.update(weights_codec="int8-per-channel", qweights={
+        "w": __import__("torch").zeros(0, dtype=__import__("torch").int8)}, qscales={"w": __import__("torch").zeros(0)}),
+        "damaged compact"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGED_CHECKPOINTS))
+def test_damaged_checkpoint_is_one_line(checkpoint_dict, tmp_path: Path, kind: str) -> None:
+    import copy
+
+    import torch
+
+    from edgematte.train.checkpoint import load_checkpoint
+
+    damage, words = DAMAGED_CHECKPOINTS[kind]
+    ckpt = copy.deepcopy(checkpoint_dict)
+    damage(ckpt)
+    path = tmp_path / (kind + ".pt")
+    torch.save(ckpt, str(path))
+    with pytest.raises(ModelFileError) as info:
+        load_checkpoint(str(path))
+    _one_line(info.value, str(path), words)
+
+
 # -- the IR's weights hash ------------------------------------------------------------------------
 def test_kit_ir_without_weights_hash_is_refused(tmp_path: Path) -> None:
     xml = build_ir(tmp_path, with_hash=False)
@@ -178,6 +224,27 @@ def test_dynamic_card_on_a_static_model_is_refused(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_card_name_with_a_line_break_is_refused() -> None:
+    with pytest.raises(ModelFileError) as info:
+        ModelCard.from_json(json.dumps(dict(VALID, name="a\nb")), source="m.xml")
+    _one_line(info.value, "m.xml", "'name'", "one line")
+
+
+def test_foreign_spec_nested_too_deep_or_too_big_is_one_line(tmp_path: Path) -> None:
+    from edgematte.edge.foreign import MAX_SPEC_BYTES, load_spec
+
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"input_size": ' + "[" * 50000 + "]" * 50000 + "}")
+    with pytest.raises(ModelFileError) as info:
+        load_spec(str(deep))
+    _one_line(info.value, str(deep), "nested")
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (MAX_SPEC_BYTES + 1))
+    with pytest.raises(ModelFileError) as info:
+        load_spec(str(big))
+    _one_line(info.value, str(big), "bytes")
+
+
 # -- the model argument ---------------------------------------------------------------------------
 @pytest.mark.parametrize("value,words", [("", "empty"), ("   ", "empty"), (None, "no model given"),
                                          (3, "path or a zoo name")])
@@ -186,6 +253,12 @@ def test_empty_or_missing_model_is_one_clear_line(value, words: str) -> None:
         load_model(value)
     text = _one_line(info.value, words)
     assert "'.'" not in text and "None" not in text and not text.startswith(".:")
+
+
+def test_zoo_name_with_a_line_break_is_one_line() -> None:
+    with pytest.raises(ModelFileError) as info:
+        load_model("sod\nx")
+    _one_line(info.value, "not installed", "'sod\\nx'")
 
 
 def test_folder_as_model_is_one_line(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def expand_weights(ckpt: Dict[str, Any], source: str = "checkpoint") -> Dict[str
     state = dict(ckpt.get("state_dict") or {})
     for name, q in qweights.items():
         scale = qscales[name].float()
-        if q.dtype != torch.int8 or scale.numel() != q.shape[0]:
+        if q.dtype != torch.int8 or q.dim() < 2 or q.numel() == 0 or scale.numel() != q.shape[0]:
             raise ModelFileError("{}: damaged compact checkpoint ({})".format(source, name))
         state[name] = (q.float().reshape(q.shape[0], -1) * scale[:, None]).reshape(q.shape)
     out = {k: v for k, v in ckpt.items() if k not in ("weights_codec", "qweights", "qscales")}
@@ -137,12 +137,18 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Tuple[nn.Module, Di
     arch = ckpt.get("arch")
     if arch not in list_models():
         raise ModelFileError("{}: unknown architecture {!r} (known: {})".format(path, arch, ", ".join(list_models())))
+    config = ckpt.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise ModelFileError("{}: bad model config: a mapping expected, got {}".format(path, type(config).__name__))
     try:
-        model = build_from_config(arch, config_from_dict(arch, ckpt.get("config") or {}))
+        model = build_from_config(arch, config_from_dict(arch, dict(config)))
     except ModelConfigError as exc:
         raise ModelFileError("{}: bad model config: {}".format(path, exc)) from None
     if ckpt.get("card") is not None:
-        ModelCard.from_dict(ckpt["card"], source=path)  # raises ModelFileError when malformed
+        card = ModelCard.from_dict(ckpt["card"], source=path)  # raises ModelFileError when malformed
+        if card.task != model.task:  # the runtime reads the output by the card's task
+            raise ModelFileError("{}: the model card says task {} but the {} model predicts {}".format(
+                path, card.task, arch, model.task))
     state = ckpt.get("state_dict")
     if not _is_state_dict(state):
         raise ModelFileError("{}: the checkpoint has no state_dict of tensors".format(path))
@@ -171,6 +177,9 @@ def load_state_dict_into(model: nn.Module, state: Mapping[str, torch.Tensor], so
 
 def check_finite(state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
     """Refuse weights holding NaN or Inf: such a model predicts an all-zero mask and nothing else would say why."""
+    complex_ = [name for name, tensor in state.items() if tensor.is_complex()]
+    if complex_:  # load_state_dict would drop the imaginary part with a warning and go on
+        raise ModelFileError("{}: tensor {} holds complex numbers, not real weights".format(source, complex_[0]))
     bad = [name for name, tensor in state.items()
            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
     if bad:

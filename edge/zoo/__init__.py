@@ -43,8 +43,9 @@ def path_for(name: str, root: Optional[Union[str, Sequence[str]]] = None) -> Pat
         if candidate.is_file():
             return candidate
     installed = list_zoo(root)
-    raise ModelFileError("zoo model '{}' is not installed (installed: {}; searched {}); pass a model file with "
-                         "-m MODEL.xml".format(name, ", ".join(installed) or "none",
+    shown = "'{}'".format(name) if name.isprintable() else repr(name)  # control characters would break the line
+    raise ModelFileError("zoo model {} is not installed (installed: {}; searched {}); pass a model file with "
+                         "-m MODEL.xml".format(shown, ", ".join(installed) or "none",
                                                ", ".join(str(d) for d in zoo_dirs(root))))
 
 
