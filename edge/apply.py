@@ -36,6 +36,10 @@ def make_operation(op: str, strength: float = compose.DEFAULT_BLUR_STRENGTH, bac
     """The Operation for `op` (mask, cutout, blur, replace) with its options bound; `post_process` cleans each
     alpha first (edge.postprocess)."""
     plate = None  # type: Any
+    if op == "blur":  # API callers get the CLI's range too (edge.options)
+        from .options import STRENGTH_RANGE, check_range
+
+        check_range("strength", strength, *STRENGTH_RANGE)
     if op == "replace":
         if isinstance(background, (str, Path)) and Path(background).is_file():
             plate = read_image(background, max_pixels=max_pixels)  # bounded like every input

@@ -130,8 +130,10 @@ def _gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return image
     h, w = image.shape[:2]
-    factor = max(1, int(sigma // 8))
-    if factor > 1 and min(h, w) // factor >= 8:
+    # Downscale by sigma/8, but keep 8 pixels on the short side: a sigma near the image size then blurs a tiny copy
+    # instead of running a kernel thousands of pixels wide at full size (minutes and gigabytes).
+    factor = min(max(1, int(sigma // 8)), max(1, min(h, w) // 8))
+    if factor > 1:
         small = cv2.resize(image, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
         small = cv2.GaussianBlur(small, (0, 0), sigma / factor, borderType=cv2.BORDER_REFLECT)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(image.shape)
@@ -152,8 +154,8 @@ def blur_background(bgr: np.ndarray, alpha: np.ndarray, sigma: float) -> np.ndar
 
 def blur(bgr: np.ndarray, alpha: np.ndarray, strength: float = DEFAULT_BLUR_STRENGTH) -> np.ndarray:
     """Bokeh: the subject sharp over its background blurred with sigma = strength% of the longer side; BGR uint8."""
-    if strength < 0:
-        raise InputError("blur strength must be >= 0, got {}".format(strength))
+    if not np.isfinite(strength) or strength < 0:
+        raise InputError("blur strength must be a finite number >= 0, got {}".format(strength))
     sigma = strength / 100.0 * max(bgr.shape[:2])
     return composite(bgr, alpha, blur_background(bgr, alpha, sigma))
 

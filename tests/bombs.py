@@ -77,7 +77,7 @@ def pam(width: int, height: int) -> bytes:
 
 def sun(width: int, height: int) -> bytes:
     """A Sun raster header claiming width x height, 24-bit."""
-    return struct.pack(">8I", 0x59A66A95, width, height, 24, width * height * 3, 1, 0, 0) + b"\x00" * 64
+    return struct.pack(">8I", 0x59A66A95, width, height, 24, (width * height * 3) & 0xFFFFFFFF, 1, 0, 0) + b"\x00" * 64
 
 
 def exr(width: int, height: int) -> bytes:

@@ -235,3 +235,105 @@ def test_unknown_devices_are_named(tiny_ir, device):
         return
     image = np.zeros((8, 8, 3), np.uint8)
     assert predictor.predict(image).shape == (8, 8)  # a device name OpenVINO accepted (e.g. "cpu " -> CPU)
+
+
+# -- headers of the other formats, video frame sizes, numeric options ---------------------------------
+import math  # noqa: E402
+
+import bombs  # noqa: E402
+from edgematte.edge import options  # noqa: E402
+from edgematte.edge.cli import build_parser  # noqa: E402
+from edgematte.edge.io import VideoReader, image_size  # noqa: E402
+
+HEADER_LIMIT = 1_000_000  # small, so that a claim under it that does decode stays cheap
+
+
+@st.composite
+def header_bytes(draw):
+    """TIFF (both byte orders, BigTIFF), HDR, PNM/PAM/PFM, Sun raster, EXR, JPEG 2000 and AVIF headers claiming any
+    size up to 70000x70000, whole, cut short or with flipped bytes."""
+    kind = draw(st.sampled_from(sorted(bombs.BOMBS)))
+    width, height = draw(st.integers(1, 70000)), draw(st.integers(1, 70000))
+    data = bombs.BOMBS[kind](width, height)
+    damage = draw(st.sampled_from(["whole", "cut", "flip"]))
+    if damage == "cut":
+        data = data[: draw(st.integers(1, len(data) - 1))]
+    elif damage == "flip":
+        data = bytearray(data)
+        data[draw(st.integers(0, len(data) - 1))] ^= draw(st.integers(1, 255))
+        data = bytes(data)
+    return kind, damage, width, height, data
+
+
+@fuzz(300)
+@given(case=header_bytes())
+def test_other_format_headers_are_bounded(tmp_path_factory, case):
+    kind, damage, width, height, data = case
+    path = tmp_path_factory.mktemp("hdr") / "input.img"
+    path.write_bytes(data)
+    for reader in (read_image, read_mask):
+        try:
+            out = reader(path, max_pixels=HEADER_LIMIT)
+        except EdgematteError as error:
+            _check_one_line(error, path)
+            if damage == "whole" and width * height > HEADER_LIMIT:  # refused from the header, naming the size
+                assert "{}x{}".format(width, height) in str(error), str(error)
+            continue
+        assert out.shape[0] * out.shape[1] <= HEADER_LIMIT
+    if damage == "whole":
+        assert image_size(data) == (height, width)
+
+
+def _clip(path: Path, width: int, height: int) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (width, height))
+    for value in (0, 128):
+        writer.write(np.full((height, width, 3), value, np.uint8))
+    writer.release()
+    return path
+
+
+@fuzz(15)
+@given(width=st.integers(4, 48).map(lambda v: 2 * v), height=st.integers(4, 48).map(lambda v: 2 * v),
+       limit=st.integers(16, 9000))
+def test_video_frame_sizes_are_bounded(tmp_path_factory, width, height, limit):
+    clip = _clip(tmp_path_factory.mktemp("video") / "clip.avi", width, height)
+    try:
+        frames = list(VideoReader(clip, max_pixels=limit))
+    except EdgematteError as error:
+        _check_one_line(error, clip)
+        assert width * height > limit and "{}x{}".format(width, height) in str(error)
+        return
+    assert width * height <= limit and all(f.shape[:2] == (height, width) for f in frames)
+
+
+NUMERIC = [  # (argv before the option, option, range)
+    (["mask", "x.png", "-o", "out"], "--max-pixels", options.MAX_PIXELS_RANGE),
+    (["mask", "x.png", "-o", "out"], "--nireq", options.NIREQ_RANGE),
+    (["blur", "x.png", "-o", "out"], "--strength", options.STRENGTH_RANGE),
+    (["blur", "x.png", "-o", "out"], "--reconnect", options.RECONNECT_RANGE),
+    (["bench", "m.xml"], "--niter", options.NITER_RANGE),
+    (["bench", "m.xml"], "--time", options.TIME_RANGE),
+    (["bench", "m.xml"], "--threads", options.THREADS_RANGE),
+    (["bench", "m.xml"], "--percentile", options.PERCENTILE_RANGE),
+    (["eval", "m.xml", "data"], "--limit", options.COUNT_RANGE),
+    (["clip", "x.png", "m.png", "-o", "out"], "--fps", options.FPS_RANGE),
+]
+
+
+@fuzz(400)
+@given(which=st.integers(0, len(NUMERIC) - 1),
+       value=st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                       st.integers(-10 ** 12, 10 ** 12).map(str),
+                       st.sampled_from(["nan", "-nan", "inf", "-inf", "1e9", "1e308", "-0", "0x10", "", " 5 ", "1_0"]),
+                       st.text(max_size=8)))
+def test_numeric_options_are_in_range_or_one_line(capsys, which, value):
+    argv, option, (low, high) = NUMERIC[which]
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv + [option + "=" + value])
+    except SystemExit as exit_:
+        err = capsys.readouterr().err
+        assert exit_.code == 2 and len(err.strip().splitlines()) == 1 and option in err, err
+        return
+    parsed = getattr(args, option.lstrip("-").replace("-", "_"))
+    assert isinstance(parsed, (int, float)) and math.isfinite(parsed) and low <= parsed <= high, (value, parsed)

@@ -260,3 +260,27 @@ def test_one_suffix_list_and_folder_formats(tmp_path: Path, model: Path, capsys)
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png", "e.png"]
     _one_line(capsys.readouterr().err, "1 image(s) skipped", ".heic")
     assert len(datasets.list_images(folder)) == 4
+
+
+def test_blur_near_the_image_size_stays_fast() -> None:
+    import time
+
+    from edgematte.edge import compose
+
+    image = np.random.default_rng(0).integers(0, 255, (540, 960, 3), dtype=np.uint8)
+    alpha = np.zeros((540, 960), np.float32)
+    alpha[100:400, 300:600] = 1
+    start = time.perf_counter()
+    out = compose.blur(image, alpha, 100)
+    assert out.shape == image.shape and time.perf_counter() - start < 5.0
+    with pytest.raises(InputError):
+        compose.blur(image, alpha, float("nan"))
+
+
+def test_api_blur_strength_has_the_cli_range() -> None:
+    from edgematte.edge.apply import make_operation
+
+    for bad in (float("nan"), float("inf"), -1.0, 30000.0):
+        with pytest.raises(EdgematteError) as info:
+            make_operation("blur", strength=bad)
+        assert "strength" in str(info.value)
