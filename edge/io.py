@@ -491,7 +491,7 @@ def _open_capture(path: PathLike) -> "cv2.VideoCapture":
 
 
 def _frame_too_large(path: PathLike, width: int, height: int, max_pixels: int, where: str) -> InputError:
-    return InputError("{}: {} {}x{} is {:.1f} megapixels, above the limit of {:.1f} (videos are not downscaled; "
+    return InputError("{}: {} {}x{} ({:.1f} megapixels), above the limit of {:.1f} (videos are not downscaled; "
                       "raise max_pixels)".format(path, where, width, height, width * height / 1e6, max_pixels / 1e6))
 
 
