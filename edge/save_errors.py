@@ -54,3 +54,15 @@ def saving(path: Any, what: str = "the model") -> Iterator[None]:
         if not is_write_failure(exc):
             raise
         raise SaveError(os.fspath(path), what, _reason(exc)) from None
+
+
+@contextlib.contextmanager
+def staged_in(stage: Any, final: Any) -> Iterator[None]:
+    """Saves into a staging folder that becomes `final`: their SaveErrors name the path under `final` instead."""
+    try:
+        yield
+    except SaveError as exc:
+        stage_text, where = os.fspath(stage), exc.path
+        if where == stage_text or where.startswith(stage_text.rstrip(os.sep) + os.sep):
+            where = os.path.join(os.fspath(final), os.path.relpath(where, stage_text))
+        raise SaveError(os.path.normpath(where), exc.what, exc.reason) from None

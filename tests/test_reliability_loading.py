@@ -377,3 +377,44 @@ def test_library_use_keeps_pythons_interrupt_handler() -> None:
 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
+
+
+# -- a full disk during export (end to end) -------------------------------------------------------
+@pytest.fixture(scope="module")
+def finite_checkpoint(tmp_path_factory) -> Path:
+    pytest.importorskip("torch")
+    from edgematte.train.checkpoint import card_for, save_checkpoint
+    from edgematte.train.models import create_model
+
+    model = create_model("mbv2_unet_sod", width=0.35, decoder_channels=[16, 16, 8, 8, 8], input_size=[32, 32])
+    path = tmp_path_factory.mktemp("finite") / "ok.pt"
+    save_checkpoint(str(path), model, card_for(model))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["onnx", "ir"])
+def test_full_disk_during_export_names_the_file(finite_checkpoint: Path, tmp_path: Path, monkeypatch,
+                                                 stage: str) -> None:
+    pytest.importorskip("onnx")
+    from edgematte.edge import _ov
+    from edgematte.edge.save_errors import SaveError
+    from edgematte.export import to_onnx
+    from edgematte.export.api import export_model
+
+    if stage == "onnx":
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(to_onnx.onnx, "save_model", full)
+    else:
+        def full(model, path, compress_to_fp16=True):
+            raise RuntimeError("Exception from src/core/src/pass/serialize.cpp:1\nbasic_ios::clear: iostream error")
+
+        monkeypatch.setattr(_ov.ov, "save_model", full)
+    out = tmp_path / "out"
+    with pytest.raises(SaveError) as info:
+        export_model(str(finite_checkpoint), str(out), formats=("onnx", "ir"), precisions=("fp32",))
+    wanted = out / ("model.onnx" if stage == "onnx" else "model_fp32.xml")
+    _one_line(info.value, str(wanted), "no space left on device")
+    assert os.listdir(str(tmp_path)) == [] or not [p for p in out.iterdir() if p.name.startswith(".")]  # no leftovers
