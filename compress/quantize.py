@@ -12,7 +12,7 @@ from edgematte.edge.card import ModelCard, save_ir
 from edgematte.edge.datasets import IMAGE_EXTS, list_images
 from edgematte.edge.errors import EdgematteError, InputError, ModelFileError
 from edgematte.edge.io import read_image
-from edgematte.edge.runtime import to_network_input
+from edgematte.edge.runtime import check_ir_weights, to_network_input
 
 from .accuracy import DEFAULT_VAL_LIMIT, SCORE_NAME, validation_items, validation_score
 
@@ -96,6 +96,7 @@ def quantize_ir(xml_path: str, out_xml: str, calib: Optional[str] = None, subset
     if card is None:
         raise ModelFileError("{}: the IR carries no edgematte model card (export it with `edgematte export`)".format(
             xml_path))
+    check_ir_weights(xml_path, card)  # INT8 of a damaged .bin would get a fresh, valid hash
     if card.precision == "INT8":
         raise ModelFileError("{}: already INT8".format(xml_path))
     inputs = calibration_inputs(card, calib, subset)

@@ -396,6 +396,18 @@ def _check_ir_files(xml: Path) -> Path:
     return weights
 
 
+def check_ir_weights(xml: Any, card: ModelCard) -> None:
+    """Refuse a kit IR whose card records no weights_sha256, or whose .bin does not match it (a damaged .bin
+    otherwise loads and gives masks off by up to 250 levels)."""
+    weights = Path(xml).with_suffix(".bin")
+    if not card.weights_sha256:
+        raise ModelFileError("{}: its model card records no weights_sha256, so {} cannot be checked (re-export it "
+                             "with `edgematte export`)".format(xml, weights.name))
+    if weights_sha256(str(weights)) != card.weights_sha256:
+        raise ModelFileError("{}: weights {} do not match the card's sha256 (corrupt or from another "
+                             "export)".format(xml, weights.name))
+
+
 # -- loading --------------------------------------------------------------------------------------
 _LOADERS = {}  # type: Dict[str, Callable[..., Predictor]]
 _PLUGINS_LOADED = False
@@ -504,17 +516,12 @@ def load_model(path_or_name: Any, device: str = "CPU", config: Optional[Dict[str
     if card is None:
         raise ModelFileError("{}: carries no edgematte model card (export it with `edgematte export`, or pass "
                              "card=...)".format(path))
-    if weights is not None and found is not None and not found.weights_sha256:  # a kit IR always records it
-        raise ModelFileError("{}: its model card records no weights_sha256, so {} cannot be checked (re-export it "
-                             "with `edgematte export`)".format(path, weights.name))
-    if weights is not None and found is not None and found.weights_sha256:
-        if weights_sha256(str(weights)) != found.weights_sha256:
-            raise ModelFileError("{}: weights {} do not match the card's sha256 (corrupt or from another "
-                                 "export)".format(path, weights.name))
+    if weights is not None and found is not None:
+        check_ir_weights(path, found)
     compiled = _compile(core, model, device, config, str(path))
     return OpenVINOPredictor(compiled, card, str(path), device)
 
 
 __all__ = ["Predictor", "OpenVINOPredictor", "load_model", "register_loader", "supported_suffixes", "check_device",
            "network_size", "to_network_input", "from_network_output", "resize_to", "check_image",
-           "read_onnx_metadata", "weights_sha256"]
+           "read_onnx_metadata", "weights_sha256", "check_ir_weights"]

@@ -418,3 +418,21 @@ def test_full_disk_during_export_names_the_file(finite_checkpoint: Path, tmp_pat
     wanted = out / ("model.onnx" if stage == "onnx" else "model_fp32.xml")
     _one_line(info.value, str(wanted), "no space left on device")
     assert os.listdir(str(tmp_path)) == [] or not [p for p in out.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+@pytest.mark.parametrize("damage", ["tampered_bin", "no_hash"])
+def test_quantize_checks_the_source_weights(tmp_path: Path, damage: str) -> None:
+    """INT8 of a damaged .bin would carry a fresh, valid hash: quantize refuses the source first."""
+    pytest.importorskip("nncf")
+    from edgematte.compress.quantize import quantize_ir
+
+    xml = build_ir(tmp_path / "src", with_hash=damage != "no_hash")
+    if damage == "tampered_bin":
+        data = bytearray(xml.with_suffix(".bin").read_bytes())
+        data[-1] ^= 0xFF  # the last float constant: OpenVINO still reads the IR, only the hash can tell
+        xml.with_suffix(".bin").write_bytes(bytes(data))
+    out = tmp_path / "q" / "m_int8.xml"
+    with pytest.raises(ModelFileError) as info:
+        quantize_ir(str(xml), str(out))
+    _one_line(info.value, str(xml), "weights_sha256" if damage == "no_hash" else "do not match")
+    assert not out.exists()
