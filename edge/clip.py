@@ -197,8 +197,8 @@ def register(subparsers: Any) -> None:
                                    description="Make a synthetic camera clip from a still image and its mask along "
                                                "a known path (slow pan and zoom, light sensor noise): OUT/clip.mp4, "
                                                "the moved masks in OUT/masks/ and the camera path in OUT/path.json.")
-    parser.add_argument("image")
-    parser.add_argument("mask")
+    parser.add_argument("image", help="the still photo the camera moves over")
+    parser.add_argument("mask", help="its mask (moved along the same path: the clip's ground truth)")
     parser.add_argument("-o", "--outdir", required=True, help="new folder for the clip")
     from . import options
 
