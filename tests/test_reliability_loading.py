@@ -436,3 +436,18 @@ def test_quantize_checks_the_source_weights(tmp_path: Path, damage: str) -> None
         quantize_ir(str(xml), str(out))
     _one_line(info.value, str(xml), "weights_sha256" if damage == "no_hash" else "do not match")
     assert not out.exists()
+
+
+def test_an_image_renamed_to_pt_is_not_called_pickled(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    import cv2
+    import numpy as np
+
+    from edgematte.train.checkpoint import load_checkpoint
+
+    path = tmp_path / "photo.pt"
+    path.write_bytes(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes())
+    with pytest.raises(ModelFileError) as info:
+        load_checkpoint(str(path))
+    text = _one_line(info.value, str(path), "not a PyTorch checkpoint")
+    assert "pickled" not in text

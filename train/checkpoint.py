@@ -108,6 +108,10 @@ def read_checkpoint(path: str, map_location: Any = "cpu") -> Any:
         raise ModelFileError("{}: is a folder, not a checkpoint file".format(path))
     if os.path.getsize(path) == 0:
         raise ModelFileError("{}: empty file, not a checkpoint".format(path))
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save writes a zip, or a pickle (protocol 2+)
+        raise ModelFileError("{}: not a PyTorch checkpoint (neither a zip nor a pickle header)".format(path))
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
