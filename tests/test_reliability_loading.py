@@ -74,6 +74,20 @@ def test_export_refuses_non_finite_weights_with_the_same_line(poisoned, tmp_path
     assert "differs" not in text and not (tmp_path / "out").exists()
 
 
+def test_training_init_refuses_non_finite_weights(poisoned) -> None:
+    """train --init copies weights by name; NaN ones would make every loss NaN from the first step."""
+    import torch
+
+    from edgematte.train.models import create_model
+    from edgematte.train.trainer import _init_weights
+
+    paths, first_bad = poisoned
+    model = create_model("mbv2_unet_sod", width=0.35, decoder_channels=[16, 16, 8, 8, 8], input_size=[32, 32])
+    with pytest.raises(ModelFileError) as info:
+        _init_weights(model, torch.load(str(paths[False]), weights_only=True), str(paths[False]))
+    _one_line(info.value, str(paths[False]), first_bad)
+
+
 def test_finite_checkpoint_still_loads(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from edgematte.train.checkpoint import card_for, load_checkpoint, save_checkpoint

@@ -263,6 +263,9 @@ def _init_weights(model: torch.nn.Module, ckpt: Any, path: str) -> str:
     matched = {k: v for k, v in state.items() if k in own and hasattr(v, "shape") and own[k].shape == v.shape}
     if not matched:
         raise ModelFileError("{}: no weights match model {!r}".format(path, getattr(model, "arch", "?")))
+    from .checkpoint import check_finite
+
+    check_finite(matched, path)  # NaN/Inf weights would make every loss NaN from the first step
     model.load_state_dict(matched, strict=False)
     return "init from {}: {}/{} tensors".format(path, len(matched), len(own))
 
