@@ -11,6 +11,7 @@ from . import compose, effects
 from .errors import EdgematteError, InputError
 from .io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReader, VideoWriter, atomic_dir,
                  UNREAD_IMAGE_SUFFIXES, read_image, special_file_kind, video_suffix_for_writing, write_image)
+from .outputs import check_output_folder, check_replaceable, refuse_inputs
 from .progress import Progress, echo
 
 Renderer = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -134,6 +135,9 @@ def expand_inputs(inputs: Sequence[Any], outdir: Path, operation: Operation,
                 name = source.stem if operation.has_alpha else source.stem + video_suffix_for_writing(source.suffix)
             else:
                 name = source.stem + operation.image_suffix(source)
+            if name in ("", ".", ".."):  # a video named ..mp4 would have the whole output folder as its own
+                on_error(str(source), "{}: its name gives no output name; rename it".format(source))
+                continue
             output = outdir / sub / name
             if output in claimed:
                 on_error(str(source), "{}: its output {} is already the output of {}; skipped".format(
@@ -141,7 +145,16 @@ def expand_inputs(inputs: Sequence[Any], outdir: Path, operation: Operation,
                 continue
             claimed[output] = source
             jobs.append(Job(source, output, video))
-    return jobs
+    folders = {job.output: job.source for job in jobs if job.video and operation.has_alpha}
+    kept = []  # type: List[Job]
+    for job in jobs:  # nothing may land inside a video's frame folder: that folder is replaced whole
+        holder = next((folders[p] for p in job.output.parents if p in folders), None)
+        if holder is not None:
+            on_error(str(job.source), "{}: its output {} lies inside {}, the frame folder of {}; skipped".format(
+                job.source, job.output, job.output.parent, holder))
+            continue
+        kept.append(job)
+    return kept
 
 
 def _skipped_note(folder: Path, skipped: List[Path]) -> str:
@@ -186,7 +199,13 @@ def process_inputs(predictor: Any, inputs: Sequence[Any], outdir: Any, op: Any =
         summary.failed.append((path, message))
         on_error(path, message)
 
-    jobs = expand_inputs(inputs, out, operation, fail)
+    check_output_folder(out)  # once, before any work: -o must be a folder
+    found = []  # type: List[Tuple[str, str]]
+    jobs = expand_inputs(inputs, out, operation, lambda path, message: found.append((path, message)))
+    refuse_inputs([(job.output, job.video and operation.has_alpha) for job in jobs], [job.source for job in jobs])
+    for path, message in found:  # reported once the run is known not to overwrite an input
+        fail(path, message)
+    jobs = [job for job in jobs if not (job.video and operation.has_alpha) or _replaceable(job, fail)]
     images = [job for job in jobs if not job.video]
     if images:
         _process_images(predictor, images, operation, nireq, max_pixels, downscale, progress, summary, fail)
@@ -195,6 +214,16 @@ def process_inputs(predictor: Any, inputs: Sequence[Any], outdir: Any, op: Any =
             _process_video(predictor, job, operation, nireq, progress, summary, fail, on_warning, smooth,
                            max_pixels=max_pixels)
     return summary
+
+
+def _replaceable(job: Job, fail: Callable[[str, str], None]) -> bool:
+    """Whether a video's frame folder may be written: new, or an earlier one the kit wrote (edge.outputs)."""
+    try:
+        check_replaceable(job.output, option="")
+    except EdgematteError as exc:
+        fail(str(job.source), "{}: {}".format(job.source, exc))
+        return False
+    return True
 
 
 def _process_images(predictor: Any, jobs: List[Job], operation: Operation, nireq: int, max_pixels: Optional[int],
@@ -256,7 +285,7 @@ def _process_video(predictor: Any, job: Job, operation: Operation, nireq: int, p
             results = render_stream(predictor, reader, operation.render, nireq,
                                     smoother=AlphaSmoother() if smooth else None)
             if operation.has_alpha:
-                with atomic_dir(job.output) as folder:
+                with atomic_dir(job.output, "frames") as folder:
                     for index, rendered in enumerate(results):
                         write_image(Path(folder) / "{:06d}.png".format(index), rendered)
                         bar.update()

@@ -5,6 +5,7 @@ import sys
 from typing import Any, Callable, List, Optional
 
 from .errors import EdgematteError
+from .outputs import Stopped, stop_on_signals
 from .startup import INTERRUPTED, end_startup
 
 COMMAND_GROUP = "edgematte.commands"
@@ -67,9 +68,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("edgematte: interrupted", file=sys.stderr)
         return INTERRUPTED
     try:
-        code = args.func(args)
+        with stop_on_signals():  # SIGTERM/SIGHUP unwind like Ctrl-C: temporaries are removed on the way out
+            code = args.func(args)
     except EdgematteError as exc:
         print("edgematte: error: {}".format(exc), file=sys.stderr)
+        return exc.exit_code
+    except Stopped as exc:
+        print("edgematte: stopped by {}".format(exc.name), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("edgematte: interrupted", file=sys.stderr)

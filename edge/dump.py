@@ -10,12 +10,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 import numpy as np
 
 from .errors import InputError
-from .io import atomic_dir, read_image, write_text
+from .io import read_image, write_text
+from .outputs import owned_folder, refuse_inputs
 
 INDEX = "index.json"
 MAX_ABS_DIFF = 0.03  # the FP16 limits of export parity
@@ -28,10 +29,11 @@ def dump(model: str, images: Sequence[str], out: str, device: str = "CPU") -> Di
 
     if not images:
         raise InputError("dump: no images given")
-    predictor = load_model(model, device=device)
+    refuse_inputs([(out, True)], images, named=True)  # the dump replaces its folder whole: never one holding an input
     items = []  # type: List[Dict[str, Any]]
     stems = set()  # type: set
-    with atomic_dir(out) as tmp:
+    with owned_folder(out, "dump", legacy=_dump_listing) as tmp:
+        predictor = load_model(model, device=device)
         for folder in ("inputs", "outputs"):
             os.makedirs(os.path.join(tmp, folder))
         for path in images:
@@ -55,6 +57,16 @@ def dump(model: str, images: Sequence[str], out: str, device: str = "CPU") -> Di
                  "byte_order": "little", "order": "C"}
         write_text(os.path.join(tmp, INDEX), json.dumps(index, indent=1) + "\n")
     return index
+
+
+def _dump_listing(folder: Path) -> Optional[Set[str]]:
+    """The files a dump written before manifests lists in its index.json (inputs, outputs, the index)."""
+    try:
+        items = json.loads((folder / INDEX).read_text())["items"]
+        files = {INDEX} | {os.path.normpath(item[k]["file"]) for item in items for k in ("input", "output")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {f for f in files if not f.startswith("..") and not os.path.isabs(f)}
 
 
 def _load(path: Path, shape: Sequence[int], dtype: str) -> np.ndarray:

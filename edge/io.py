@@ -50,10 +50,13 @@ os.umask(_UMASK)
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[str]:
     """Yield a temp path in the target's directory (same suffix); os.replace it onto `path` only on success."""
+    from .outputs import check_name_fits, temp_prefix
+
     target = Path(path)
+    check_name_fits(target)  # the final name must fit; the temporary one is cut to fit (edge.outputs)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix="." + target.stem + ".", suffix=".tmp" + target.suffix,
-                                   dir=str(target.parent))
+    handle, tmp = tempfile.mkstemp(prefix=temp_prefix(target.stem, ".tmp" + target.suffix, target.parent),
+                                   suffix=".tmp" + target.suffix, dir=str(target.parent))
     os.close(handle)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
     try:
@@ -65,21 +68,13 @@ def atomic_path(path: PathLike) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: PathLike) -> Iterator[str]:
-    """Yield a fresh temp folder next to `path`; it becomes `path` (replacing an older one) only on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + target.name + ".", suffix=".tmp", dir=str(target.parent))
-    try:
-        yield tmp
-        if target.is_dir():
-            import shutil
+def atomic_dir(path: PathLike, kind: str = "folder") -> Iterator[str]:
+    """Yield a hidden staging folder beside `path`; it becomes `path` whole only on success, replacing an older
+    folder only when the kit can prove it wrote every file in it (edge.outputs.owned_folder)."""
+    from .outputs import owned_folder
 
-            shutil.rmtree(str(target))
-        os.replace(tmp, str(target))
-    except BaseException:
-        _remove(tmp)
-        raise
+    with owned_folder(path, kind, option="") as staging:
+        yield str(staging)
 
 
 def _remove(path: str) -> None:

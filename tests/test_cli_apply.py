@@ -124,7 +124,7 @@ def test_video_mask_and_cutout(tmp_path: Path, model: Path, capsys) -> None:
     info = io.probe_video(out / "clip.mp4")
     assert (info.width, info.height, info.frame_count) == (64, 48, 6) and abs(info.fps - 12.0) < 0.01
     assert main(["cutout", str(src), "-o", str(out), "-m", str(model)]) == 0
-    frames = sorted((out / "clip").iterdir())
+    frames = sorted((out / "clip").glob("*.png"))
     assert len(frames) == 6 and cv2.imread(str(frames[0]), cv2.IMREAD_UNCHANGED).shape == (48, 64, 4)
     assert not any(name.startswith(".") for name in os.listdir(out))  # no temp file or folder left
 

@@ -6,6 +6,7 @@ the 0.5 threshold (an untrained net's outputs can all be ~0.5, where IoU measure
 Files are named model.onnx, model_fp32.xml, ... whatever the model is called, unless a name is given.
 """
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ import torch
 from edgematte.edge._ov import Core
 from edgematte.edge.card import ONNX_METADATA_KEY, ModelCard
 from edgematte.edge.errors import InputError
+from edgematte.edge.outputs import MANIFEST
 from edgematte.export import api, cli, parity
 from edgematte.export.cards import IR_INPUT, ONNX_INPUT
 from edgematte.export.to_ir import batchnorm_ops
@@ -230,7 +232,8 @@ def test_cli_export_name_sets_the_file_stem(tmp_path, capsys):
     out = tmp_path / "named"
     assert main(["export", "u2netp", "--untrained", "-o", str(out), "--size", "64", "64", "--name", "sod",
                  "--precision", "fp32", "--images", "synthetic", "--image-count", "1"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [api.REPORT_NAME, "sod.onnx", "sod_fp32.bin", "sod_fp32.xml"]
+    assert sorted(p.name for p in out.iterdir() if p.name != MANIFEST) == [api.REPORT_NAME, "sod.onnx",
+                                                                         "sod_fp32.bin", "sod_fp32.xml"]
     assert "sod_fp32.xml" in capsys.readouterr().out
     assert main(["export", "u2netp", "--untrained", "-o", str(out), "--name", "../up"]) == 1
     err = capsys.readouterr().err.strip()
@@ -246,6 +249,8 @@ def test_cli_export_fp16_miss_names_the_file_and_the_way_on(tmp_path, capsys):
     (out).mkdir()
     for stale in ("model_fp16.xml", "model_fp16.bin"):  # an earlier, passing export must not survive under its name
         (out / stale).write_text("old")
+    # the earlier export's report lists them (sizes too): that is how the kit knows they are its own to replace
+    (out / api.REPORT_NAME).write_text(json.dumps({"files": {"model_fp16.xml": 3, "model_fp16.bin": 3}}))
     code = main(["export", "mbv2_unet_sod", "--untrained", "-o", str(out), "--size", "64", "64",
                  "--images", "synthetic", "--image-count", "2", "--fp16-max-diff", "1e-9"])
     captured = capsys.readouterr()
@@ -255,7 +260,7 @@ def test_cli_export_fp16_miss_names_the_file_and_the_way_on(tmp_path, capsys):
     assert "over the limit 1e-09" in err and "--fp16-max-diff 0.01" in err and "--precision fp32" in err
     assert "passed: model.onnx, model_fp32.xml" in err and api.REPORT_NAME in err
     assert "issue" not in err.lower()
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
     assert names == sorted([api.REPORT_NAME, "model.onnx", "model_fp32.xml", "model_fp32.bin",
                             "model_fp16.parity-failed.xml", "model_fp16.parity-failed.bin"]), names
     saved = api.read_report(str(out / api.REPORT_NAME))

@@ -186,14 +186,15 @@ def _check_onnx(path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_during_export(small_checkpoint: Path, tmp_path: Path) -> None:
+    """The export set appears whole or not at all: it is built in a hidden folder beside -o and swapped in."""
     name = "model"  # export's file stem
     mid_onnx, before_xml, seeded = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    # c: an earlier export was killed here (leftovers as a and b show them) and is now re-run
+    # c: an earlier export was killed here by an older kit (its hidden leftovers) beside a file of the user's
     seeded.mkdir()
     (seeded / ".{}.k1ll3d.tmp.onnx".format(name)).write_bytes(b"\x08\x07" + os.urandom(500))
     (seeded / ".{}_fp32.k1ll3d.tmp".format(name)).mkdir()
     (seeded / ".{}_fp32.k1ll3d.tmp".format(name) / (name + "_fp32.xml")).write_text("<net")
-    (seeded / (name + "_fp32.bin")).write_bytes(os.urandom(1000))  # orphan .bin of an IR whose .xml never landed
+    (seeded / "notes.txt").write_text("mine")
     runs = [Run(tmp_path, "a", "onnx-half", _export_args(small_checkpoint, mid_onnx)),
             Run(tmp_path, "b", "before-replace:_fp32.xml", _export_args(small_checkpoint, before_xml)),
             Run(tmp_path, "c", "none", _export_args(small_checkpoint, seeded))]
@@ -206,25 +207,38 @@ def test_sigkill_during_export(small_checkpoint: Path, tmp_path: Path) -> None:
             if run.proc.poll() is None:
                 run.kill()
 
-    # a: killed while the ONNX was half written: nothing at any target name, the cut file has a hidden temp name
-    assert _visible(mid_onnx) == []
-    assert [n for n in _hidden(mid_onnx) if n.endswith(".onnx")], _hidden(mid_onnx)
+    def staging(folder: Path) -> List[Path]:
+        return [p for p in tmp_path.iterdir() if p.name.startswith("." + folder.name + ".")]
 
-    # b: killed between the IR's .bin and .xml renames: the ONNX is complete, the IR .xml is absent; a lone .bin
-    # may sit at its name (complete: it was renamed whole), but without its .xml there is no IR to load
-    assert set(_visible(before_xml)) <= {name + ".onnx", name + "_fp32.bin"}, _visible(before_xml)
-    assert name + ".onnx" in _visible(before_xml)
-    _check_onnx(before_xml / (name + ".onnx"))
-    assert not (before_xml / "export_report.json").exists()
+    # a: killed while the ONNX was half written: no -o folder at all; the cut file is in the hidden staging folder
+    assert not mid_onnx.exists()
+    assert [p for stage in staging(mid_onnx) for p in stage.rglob("*.onnx")], staging(mid_onnx)
 
-    # c: the re-run over leftovers completes; every target is complete and loadable; the leftovers stay hidden
+    # b: killed between the IR's .bin and .xml renames (inside the staging folder): nothing of the set is visible
+    assert not before_xml.exists() and staging(before_xml)
+
+    # c: the re-run completes; every target is complete and loadable; the user's file and the leftovers stay
     from edgematte.edge.runtime import load_model
 
-    assert _visible(seeded) == sorted(["export_report.json", name + ".onnx", name + "_fp32.xml", name + "_fp32.bin"])
+    assert _visible(seeded) == sorted(["export_report.json", name + ".onnx", name + "_fp32.xml", name + "_fp32.bin",
+                                       "notes.txt"])
+    assert (seeded / "notes.txt").read_text() == "mine" and len(_hidden(seeded)) == 3  # 2 leftovers + manifest
     _check_onnx(seeded / (name + ".onnx"))
     predictor = load_model(str(seeded / (name + "_fp32.xml")))  # checks the .bin against the card's sha256
     assert predictor.predict(np.zeros((20, 30, 3), np.uint8)).shape == (20, 30)
     json.loads((seeded / "export_report.json").read_text())
+    assert not staging(seeded)
+
+    # d: a re-export into c killed at its last step before the swap (the new set complete, manifest written):
+    # c still holds the old set, byte for byte
+    before = {p.name: p.read_bytes() for p in seeded.iterdir() if p.is_file()}
+    again = Run(tmp_path, "d", "before-replace:.edgematte-files.json", _export_args(small_checkpoint, seeded))
+    try:
+        again.wait_frozen()
+    finally:
+        again.kill()
+    assert {p.name: p.read_bytes() for p in seeded.iterdir() if p.is_file()} == before
+    assert staging(seeded)
 
 
 # -- train ------------------------------------------------------------------------------------------------------

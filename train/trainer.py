@@ -394,6 +394,9 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
     """
     from .checkpoint import save_checkpoint
 
+    from .run_folder import check_run_folder
+
+    check_run_folder(config, resume)  # before resolve_config: the command's own architecture is compared
     config = resolve_config(config, resume)
     env = setup_distributed(config.device)
     run = Path(config.out)
