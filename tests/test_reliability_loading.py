@@ -465,3 +465,15 @@ def test_an_image_renamed_to_pt_is_not_called_pickled(tmp_path: Path) -> None:
         load_checkpoint(str(path))
     text = _one_line(info.value, str(path), "not a PyTorch checkpoint")
     assert "pickled" not in text
+
+
+@pytest.mark.parametrize("source", ["", "folder"])
+def test_export_source_empty_or_folder_is_one_clear_line(tmp_path: Path, source: str) -> None:
+    pytest.importorskip("torch")
+    from edgematte.export.api import load_source
+
+    given = str(tmp_path) if source == "folder" else source
+    with pytest.raises(InputError) as info:
+        load_source(given, False)
+    text = _one_line(info.value, "empty" if source == "" else "is a folder")
+    assert not text.startswith(":")
