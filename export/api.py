@@ -8,7 +8,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -16,7 +16,8 @@ from torch import nn
 from edgematte.edge.card import ModelCard, sha256_file
 from edgematte.edge.errors import EdgematteError, InputError
 from edgematte.edge.io import write_text
-from edgematte.edge.save_errors import saving
+from edgematte.edge.outputs import check_replaceable, owned_folder
+from edgematte.edge.save_errors import saving, staged_in
 
 from . import parity
 from .cards import PRECISIONS, tool_versions
@@ -193,35 +194,60 @@ def export_model(source: str, out_dir: str, formats: Sequence[str] = FORMATS, pr
     started = time.time()
     formats = _parse_list(formats, FORMATS, "format")
     precisions = _parse_list(precisions, PRECISIONS, "precision")
+    out = Path(out_dir)
+    claimed = claimed_names(stem, precisions if "ir" in formats else (), target)
+    check_replaceable(out, "-o", keep_foreign=True, claimed=claimed, legacy=report_listing)  # before any work
     model, base_card, source_sha, model_name = load_source(source, untrained)
     input_size = [int(v) for v in (size if size else model.config.input_size)]
     if len(input_size) != 2 or min(input_size) < 8:
         raise InputError("--size needs two sides of at least 8 pixels, got {}".format(input_size))
     if base_card is not None:
         base_card.source_sha256 = source_sha
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stats = model_stats(model, input_size)
     report = ExportReport(name=model_name, source=str(source), arch=str(model.arch), task=str(model.task),
                           input_size=input_size, dynamic=bool(dynamic), untrained=bool(untrained),
                           params=int(stats["params"]), flops=int(stats["flops"]), source_sha256=source_sha,
                           stem=stem, tools=tool_versions())
 
-    scratch = None if "onnx" in formats else tempfile.mkdtemp(prefix="edgematte-export-")
-    try:
-        _export_files(report, model, base_card, out, Path(scratch) if scratch else out, formats, precisions,
-                      input_size, dynamic, untrained, source_sha, images, image_count, opset, torch_fp16, target,
-                      verbose, fp16_max_diff)
-    finally:
-        if scratch:  # the ONNX file was only the way to the IR
-            shutil.rmtree(scratch, ignore_errors=True)
-    report.seconds = round(time.time() - started, 2)
-    report.ok = all(result["ok"] for result in report.parity.values())
-    write_text(str(out / REPORT_NAME), json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
+    # the whole set (ONNX, IRs, report) is built in a hidden folder beside `out` and swapped in at once
+    with owned_folder(out, "export", "-o", keep_foreign=True, claimed=claimed, legacy=report_listing) as stage:
+        scratch = None if "onnx" in formats else tempfile.mkdtemp(prefix="edgematte-export-")
+        try:
+            with staged_in(stage, out):  # a full disk names the file under -o, not the hidden stage
+                _export_files(report, model, base_card, stage, Path(scratch) if scratch else stage, formats,
+                              precisions, input_size, dynamic, untrained, source_sha, images, image_count, opset,
+                              torch_fp16, target, verbose, fp16_max_diff)
+        finally:
+            if scratch:  # the ONNX file was only the way to the IR
+                shutil.rmtree(scratch, ignore_errors=True)
+        report.seconds = round(time.time() - started, 2)
+        report.ok = all(result["ok"] for result in report.parity.values())
+        write_text(str(stage / REPORT_NAME), json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
     _say(verbose, report.summary())
     if strict and not report.ok:
         raise parity.ParityError(failure_message(report, str(out / REPORT_NAME)))
     return report
+
+
+def claimed_names(stem: str, precisions: Sequence[str], target: Optional[str] = None) -> List[str]:
+    """Every file name an export of `stem` may write (a file of someone else's at one of them stops it)."""
+    names = [onnx_name(stem), REPORT_NAME]
+    for precision in list(precisions) + (["ncs2"] if target == "ncs2" else []):
+        for xml in (ir_name(stem, precision), failed_name(ir_name(stem, precision))):
+            names += [xml, xml[: -len(".xml")] + ".bin"]
+    return names
+
+
+def report_listing(folder: Path) -> Optional[Set[str]]:
+    """The files an export made before manifests lists in its export_report.json (same sizes), and the report."""
+    try:
+        files = json.loads((folder / REPORT_NAME).read_text())["files"]
+        listed = {REPORT_NAME} | {str(name) for name, size in files.items()
+                                  if os.path.basename(str(name)) == str(name) and (folder / str(name)).is_file()
+                                  and (folder / str(name)).stat().st_size == int(size)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return listed
 
 
 def check_stem(stem: str) -> str:
