@@ -113,7 +113,8 @@ def expand_inputs(inputs: Sequence[Any], outdir: Path, operation: Operation,
     for item in inputs:
         root = Path(item)
         if root.is_dir():
-            files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            files = [p for p in root.rglob("*") if p.is_file()  # nothing hidden, nor in a hidden (staging) folder
+                     and not any(part.startswith(".") for part in p.relative_to(root).parts)]
             found = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
             unread = [p for p in files if p.suffix.lower() in UNREAD_IMAGE_SUFFIXES]
             if unread:

@@ -209,7 +209,7 @@ def _exchange(a: str, b: str) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no libc by that name (not Linux)
         return False
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
@@ -304,19 +304,39 @@ def owned_folder(path: PathLike, kind: str, option: str = "-o", keep_foreign: bo
                     _where(option, target), ", ".join(clash[:3]), "them" if len(clash) > 1 else "it"))
         write_manifest(staging, kind)
         owned, foreign = plan()
-        if not target.is_dir():
-            os.rename(str(staging), str(target))
-            return
-        if not os.listdir(str(target)):
-            os.replace(str(staging), str(target))  # onto an empty folder: one step
-            return
-        old = _swap(staging, target)
     except BaseException:
         _remove_tree(staging)
         raise
-    for name in foreign:  # the new set is in place; the user's other files move into it, never deleted
-        os.rename(str(old / name), str(target / name))
-    _remove_owned(old, owned)
+    with _signals_held():  # the swap and the move of the user's files are not cut short by Ctrl-C or SIGTERM
+        try:
+            if not target.is_dir():
+                os.rename(str(staging), str(target))
+                return
+            if not os.listdir(str(target)):
+                os.replace(str(staging), str(target))  # onto an empty folder: one step
+                return
+            old = _swap(staging, target)
+        except BaseException:
+            _remove_tree(staging)
+            raise
+        for name in foreign:  # the new set is in place; the user's other files move into it, never deleted
+            os.rename(str(old / name), str(target / name))
+        _remove_owned(old, owned)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP (delivered when the block ends) where the system allows it."""
+    held = [signal.SIGINT] + list(STOP_SIGNALS)
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 # -- signals ----------------------------------------------------------------------------------------

@@ -175,6 +175,14 @@ def test_long_names_fit_and_too_long_ones_are_one_line(tmp_path, model, capsys):
     assert [p.name for p in out.iterdir()] == [fits.name]
 
 
+def test_files_in_hidden_folders_are_not_inputs(tmp_path, model):
+    _image(tmp_path / "in" / "a.png")
+    _image(tmp_path / "in" / ".out.k1ll3d.tmp" / "000000.png")  # a staging folder left by SIGKILL
+    out = tmp_path / "out"
+    assert main(["mask", str(tmp_path / "in"), "-o", str(out), "-m", str(model)]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["a.png"]
+
+
 # -- signals ----------------------------------------------------------------------------------------
 STOPPER = textwrap.dedent('''
     """Run `edgematte ARGS`; after the second frame is written, send this process SIGNAL."""
@@ -213,7 +221,10 @@ def test_sigterm_and_sighup_leave_no_temporaries(tmp_path, model, sig):
 
 
 # -- the folder swap --------------------------------------------------------------------------------
-def test_owned_folder_swaps_whole_and_keeps_other_files(tmp_path):
+@pytest.mark.parametrize("exchange", [True, False])
+def test_owned_folder_swaps_whole_and_keeps_other_files(tmp_path, monkeypatch, exchange):
+    if not exchange:  # systems without renameat2 RENAME_EXCHANGE: two renames
+        monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
     target = tmp_path / "set"
     with outputs.owned_folder(target, "export", keep_foreign=True, claimed=["a.bin"]) as stage:
         (stage / "a.bin").write_text("one")
