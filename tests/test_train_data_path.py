@@ -49,7 +49,8 @@ def test_train_with_cache_and_limit_and_trivial_warning(data, tmp_path, capsys):
     assert "finished at step 2 " in printed  # 4 pairs at batch 2: --limit took effect
     # one epoch at lr 1e-6 from random weights cannot beat predicting all background on these scenes
     assert "does not beat a trivial prediction" in printed and "'all background' scores" in printed
-    assert main(args[:-2] + ["--limit", "0"]) == 1
+    fresh = [str(tmp_path / "run2") if a == str(out) else a for a in args]  # a new run: `out` holds one already
+    assert main(fresh[:-2] + ["--limit", "0"]) == 1
     assert "--limit must be at least 1" in capsys.readouterr().err
 
 
