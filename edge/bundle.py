@@ -159,13 +159,13 @@ def make_bundle(models: Sequence[str], out: str, ovms: bool = False, device: str
                 sign_key: Optional[str] = None) -> Dict[str, Any]:
     """Pack the IRs (paths or zoo names) into the .tar.gz `out` with manifest and self-test, signed with the
     Ed25519 private key file `sign_key` when given; returns the manifest. Nothing is left at `out` on failure."""
-    from .runtime import load_model
+    from .runtime import check_kit_ir, load_model
 
     if not models:
         raise BundleError("bundle: no models given")
     top = _bundle_top(out)
     private = load_private_key(sign_key) if sign_key else None
-    xmls = [_ir_pair(model) for model in models]
+    xmls = [check_kit_ir(_ir_pair(model)) for model in models]  # refusals name the user's file, not the copy
     pins = requirements()
     stage = None  # type: Optional[str]
     try:

@@ -88,7 +88,7 @@ def _load(model: Any, verb: str, device: str) -> Any:
     from .runtime import load_model
     from .zoo import path_for
 
-    if model:
+    if model is not None:  # an explicit -m '' is an error (load_model says so), not the default model
         return load_any(model, device)
     name = DEFAULT_MODEL[verb]
     try:

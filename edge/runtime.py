@@ -132,6 +132,26 @@ class Predictor:
         return "{}({!r}, task={}, device={})".format(type(self).__name__, self.source, self.card.task, self.device)
 
 
+def check_card_input(port: Any, card: ModelCard, source: str) -> None:
+    """Refuse a model whose input port (of a Model or a CompiledModel) does not take what `card` says it takes."""
+    want_u8 = str(card.input.get("dtype", "u8")).lower() in ("u8", "uint8") and not card.input.get("normalised")
+    got = port.get_element_type()
+    if (got == Type.u8) != want_u8:
+        raise ModelFileError("{}: the card says the input is {} but the model takes {}".format(
+            source, "u8" if want_u8 else "f32", got.get_type_name()))
+    shape = port.get_partial_shape()
+    if card.dynamic and shape.is_static:
+        raise ModelFileError("{}: the card says the input is dynamic but the model takes the fixed shape {}".format(
+            source, [int(d) for d in shape.to_shape()]))
+    if not card.dynamic and shape.is_static:
+        h, w = card.input_size
+        nchw = str(card.input.get("layout", "NHWC")).upper() == "NCHW"
+        expected = [1, 3, h, w] if nchw else [1, h, w, 3]
+        if [int(d) for d in shape.to_shape()] != [int(d) for d in expected]:
+            raise ModelFileError("{}: the card says input {} but the model takes {}".format(
+                source, expected, [int(d) for d in shape.to_shape()]))
+
+
 class OpenVINOPredictor(Predictor):
     """An IR or ONNX model compiled by OpenVINO; predict_many keeps several infer requests in flight."""
 
@@ -145,24 +165,7 @@ class OpenVINOPredictor(Predictor):
 
     def _check_input(self) -> None:
         """Refuse an artifact whose input does not match what its card says it takes."""
-        port = self.compiled.input(0)
-        want_u8 = str(self.card.input.get("dtype", "u8")).lower() in ("u8", "uint8") and not self.card.input.get(
-            "normalised")
-        got = port.get_element_type()
-        if (got == Type.u8) != want_u8:
-            raise ModelFileError("{}: the card says the input is {} but the model takes {}".format(
-                self.source, "u8" if want_u8 else "f32", got.get_type_name()))
-        shape = port.get_partial_shape()
-        if self.card.dynamic and shape.is_static:
-            raise ModelFileError("{}: the card says the input is dynamic but the model takes the fixed shape {}".format(
-                self.source, [int(d) for d in shape.to_shape()]))
-        if not self.card.dynamic and shape.is_static:
-            h, w = self.card.input_size
-            nchw = str(self.card.input.get("layout", "NHWC")).upper() == "NCHW"
-            expected = [1, 3, h, w] if nchw else [1, h, w, 3]
-            if [int(d) for d in shape.to_shape()] != [int(d) for d in expected]:
-                raise ModelFileError("{}: the card says input {} but the model takes {}".format(
-                    self.source, expected, [int(d) for d in shape.to_shape()]))
+        check_card_input(self.compiled.input(0), self.card, self.source)
 
     def predict(self, bgr: np.ndarray) -> np.ndarray:
         """HxW float32 alpha in [0,1] at the image's size (HxWx3 probabilities for trimap)."""
@@ -408,6 +411,32 @@ def check_ir_weights(xml: Any, card: ModelCard) -> None:
                              "export)".format(xml, weights.name))
 
 
+def _read_model(core: Any, path: Path, weights: Optional[Path]) -> Any:
+    """core.read_model of an IR (with its .bin) or ONNX file, with OpenVINO's failure as one ModelFileError line."""
+    try:
+        return core.read_model(str(path)) if weights is None else core.read_model(str(path), str(weights))
+    except RuntimeError as exc:
+        reason = _ov_reason(exc)
+        if weights is not None and "weight" in reason.lower():  # a cut .bin fails here, before the sha256 check
+            raise ModelFileError("{}: cannot read the IR: its weights file {} is damaged ({})".format(
+                path, weights.name, reason)) from None
+        raise ModelFileError("{}: cannot read the model ({})".format(path, reason)) from None
+
+
+def check_kit_ir(xml: Any) -> Path:
+    """The path of a kit IR after every load check short of compiling (files, card, weights hash, input against
+    the card), so that a tool copying IRs (bundle) names the user's file, not its copy, when one is refused."""
+    path = Path(xml)
+    weights = _check_ir_files(path)
+    model = _read_model(Core(), path, weights)
+    card = ModelCard.read_rt_info(model, source=str(path))
+    if card is None:
+        raise ModelFileError("{}: carries no edgematte model card (export it with `edgematte export`)".format(path))
+    check_ir_weights(path, card)
+    check_card_input(model.input(0), card, str(path))
+    return path
+
+
 # -- loading --------------------------------------------------------------------------------------
 _LOADERS = {}  # type: Dict[str, Callable[..., Predictor]]
 _PLUGINS_LOADED = False
@@ -502,14 +531,7 @@ def load_model(path_or_name: Any, device: str = "CPU", config: Optional[Dict[str
     core = core or Core()
     device = check_device(core, device)
     weights = _check_ir_files(path) if suffix == ".xml" else None
-    try:
-        model = core.read_model(str(path)) if weights is None else core.read_model(str(path), str(weights))
-    except RuntimeError as exc:
-        reason = _ov_reason(exc)
-        if weights is not None and "weight" in reason.lower():  # a cut .bin fails here, before the sha256 check
-            raise ModelFileError("{}: cannot read the IR: its weights file {} is damaged ({})".format(
-                path, weights.name, reason)) from None
-        raise ModelFileError("{}: cannot read the model ({})".format(path, reason)) from None
+    model = _read_model(core, path, weights)
     found = ModelCard.read_rt_info(model, source=str(path)) if suffix == ".xml" else _onnx_card(model, str(path))
     if card is None:
         card = found
@@ -524,4 +546,4 @@ def load_model(path_or_name: Any, device: str = "CPU", config: Optional[Dict[str
 
 __all__ = ["Predictor", "OpenVINOPredictor", "load_model", "register_loader", "supported_suffixes", "check_device",
            "network_size", "to_network_input", "from_network_output", "resize_to", "check_image",
-           "read_onnx_metadata", "weights_sha256", "check_ir_weights"]
+           "read_onnx_metadata", "weights_sha256", "check_ir_weights", "check_kit_ir", "check_card_input"]

@@ -233,9 +233,10 @@ def test_dynamic_card_on_a_static_model_is_refused(tmp_path: Path) -> None:
     from edgematte.edge.bundle import make_bundle
 
     out = tmp_path / "b.tar.gz"
-    with pytest.raises(ModelFileError, match="dynamic"):  # bundle loads through the same check
+    with pytest.raises(ModelFileError) as info:  # bundle checks the same, naming the user's file, not its copy
         make_bundle([str(xml)], str(out))
-    assert not out.exists()
+    assert str(info.value).startswith(str(xml) + ":") and "dynamic" in str(info.value)
+    assert not out.exists() and sorted(os.listdir(str(tmp_path))) == ["dyn.bin", "dyn.xml", "src"]
 
 
 def test_card_name_with_a_line_break_is_refused() -> None:
@@ -273,6 +274,22 @@ def test_zoo_name_with_a_line_break_is_one_line() -> None:
     with pytest.raises(ModelFileError) as info:
         load_model("sod\nx")
     _one_line(info.value, "not installed", "'sod\\nx'")
+
+
+def test_explicit_empty_model_option_is_an_error_not_the_default(tmp_path: Path, monkeypatch, capsys) -> None:
+    import cv2
+    import numpy as np
+
+    import edgematte.edge.cli as cli
+
+    real = cli.iter_entry_points
+    monkeypatch.setattr(cli, "iter_entry_points", lambda group: [ep for ep in real(group) if ep.name == "apply"])
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    code = cli.main(["mask", "-m", "", str(image), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "empty" in err[0], err
+    assert not (tmp_path / "out").exists()
 
 
 def test_folder_as_model_is_one_line(tmp_path: Path) -> None:
