@@ -94,9 +94,14 @@ def refuse_inputs(outputs: Iterable[Tuple[PathLike, bool]], inputs: Iterable[Pat
         if hit is None and not is_folder and os.path.isfile(real):
             hit = next((name for path, name in sources.items() if _same_file(path, real)), None)
         if hit is not None:
-            raise OutputError("{}: would {} {}, an input; give {} a folder apart from the inputs".format(
-                _where(option, output) if named else "the output " + os.fspath(output),
-                "replace a folder holding" if is_folder and _real(hit) != real else "overwrite", hit, option))
+            how = "replace a folder holding" if is_folder and _real(hit) != real else "overwrite"
+            if named:
+                what = "{}: would {} {}, an input".format(_where(option, output), how, hit)
+            elif _real(hit) == real:
+                what = "{}: its output would overwrite it, an input".format(hit)
+            else:
+                what = "{}: this output would {} {}, an input".format(output, how, hit)
+            raise OutputError("{}; give {} a folder apart from the inputs".format(what, option))
 
 
 def _same_file(a: str, b: str) -> bool:
