@@ -287,6 +287,8 @@ def owned_folder(path: PathLike, kind: str, option: str = "-o", keep_foreign: bo
     target = check_output_folder(path, option)
     check_name_fits(target)
     _refuse_working_folder(target, option)
+    if target.is_symlink():  # -o a link to a folder elsewhere: the set is swapped there, the link stays
+        target = Path(os.path.realpath(str(target)))
 
     def plan() -> Tuple[Set[str], List[str]]:
         return check_replaceable(target, option, keep_foreign, claimed, legacy)

@@ -249,6 +249,17 @@ def test_owned_folder_swaps_whole_and_keeps_other_files(tmp_path, monkeypatch, e
     assert (target / "a.bin").read_text() == "edited by hand"
 
 
+def test_owned_folder_through_a_link_keeps_the_link(tmp_path):
+    real, link = tmp_path / "disk" / "set", tmp_path / "set"
+    real.mkdir(parents=True)
+    link.symlink_to(real)
+    for text in ("one", "two"):
+        with outputs.owned_folder(link, "dump") as stage:
+            (stage / "a.bin").write_text(text)
+    assert link.is_symlink() and (real / "a.bin").read_text() == "two"
+    assert sorted(os.listdir(tmp_path)) == ["disk", "set"] and sorted(os.listdir(tmp_path / "disk")) == ["set"]
+
+
 # -- train ------------------------------------------------------------------------------------------
 def test_train_refuses_an_existing_run_without_resume_and_another_architecture_with_it(tmp_path):
     pytest.importorskip("torch")
