@@ -176,9 +176,12 @@ def owned_files(folder: PathLike, legacy: Optional[Listing] = None) -> Set[str]:
         listed = data["files"] if data.get("format") == MANIFEST_FORMAT else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         listed = None
+    present = set(_files_under(root))  # only real files in the folder itself: never a path out of it
     if isinstance(listed, dict):
         owned = {MANIFEST}
         for rel, stamp in listed.items():
+            if rel not in present:
+                continue
             path = root / rel
             try:
                 if not path.is_symlink() and path.is_file() and _stamp(path) == stamp:
@@ -187,7 +190,7 @@ def owned_files(folder: PathLike, legacy: Optional[Listing] = None) -> Set[str]:
                 continue
         return owned
     if legacy is not None:
-        return set(legacy(root) or ())
+        return set(legacy(root) or ()) & present
     return set()
 
 

@@ -249,6 +249,22 @@ def test_owned_folder_swaps_whole_and_keeps_other_files(tmp_path, monkeypatch, e
     assert (target / "a.bin").read_text() == "edited by hand"
 
 
+def test_a_manifest_cannot_make_the_kit_delete_outside_its_folder(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    target = tmp_path / "set"
+    with outputs.owned_folder(target, "dump") as stage:
+        (stage / "a.bin").write_text("one")
+    manifest = json.loads((target / outputs.MANIFEST).read_text())
+    info = victim.stat()
+    manifest["files"]["../victim.txt"] = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    (target / outputs.MANIFEST).write_text(json.dumps(manifest))
+    assert "../victim.txt" not in outputs.owned_files(target)
+    with outputs.owned_folder(target, "dump") as stage:
+        (stage / "a.bin").write_text("two")
+    assert victim.read_text() == "mine" and (target / "a.bin").read_text() == "two"
+
+
 def test_owned_folder_through_a_link_keeps_the_link(tmp_path):
     real, link = tmp_path / "disk" / "set", tmp_path / "set"
     real.mkdir(parents=True)
