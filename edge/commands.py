@@ -12,13 +12,14 @@ from .postprocess import HELP as POST_PROCESS_HELP
 from .progress import add_progress_args
 
 # One rule picks the zoo model a verb uses when -m is not given: a verb that makes a picture of the subject
-# (cutout, blur, replace) is mostly run on photos of people, so it takes `portrait`, the people model; `mask`
-# answers "what stands out" for any subject and takes `sod`, the general model. On ID photos `sod` drops jackets
-# and hair; on the held-out vikram_* portraits the two are level (IoU 0.690 vs 0.694, train/recipes/README.md).
+# (cutout, blur, replace) is mostly run on photos of people and takes the model that leads on people; `mask`
+# answers "what stands out" for any subject and takes `sod`, the general model. Since sod moved to the
+# ImageNet-pretrained EfficientNet-Lite0 UNet it leads on people too (held-out vikram_* portraits: IoU 0.862 vs
+# portrait's 0.690, train/recipes/README.md), so both kinds of subject take `sod` until a people model beats it.
 SUBJECT_MODEL = {  # kind of subject -> (zoo model, how --help states the rule)
-    "people": ("portrait", "the people model, as cutouts, blur and replace are mostly of people; -m sod for "
-                           "other subjects"),
-    "any": ("sod", "the general model for any salient subject; -m portrait for people"),
+    "people": ("sod", "the model that leads on people, as cutouts, blur and replace are mostly of people; "
+                      "-m portrait for the older people-only model"),
+    "any": ("sod", "the general model for any salient subject"),
 }
 VERB_SUBJECT = {"mask": "any", "cutout": "people", "blur": "people", "replace": "people"}
 DEFAULT_MODEL = {verb: SUBJECT_MODEL[subject][0] for verb, subject in VERB_SUBJECT.items()}

@@ -14,7 +14,7 @@ from edgematte.edge.zoo import PACKAGE_DIR, list_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [name for name in sorted(set(DEFAULT_MODEL.values())) if (PACKAGE_DIR / name / "model.xml").is_file()]
-BUDGET_BYTES = 10 * 1000 * 1000  # all shipped defaults together: the package size budget
+BUDGET_BYTES = 25 * 1000 * 1000  # all shipped defaults together: the wheel a box installs
 
 
 def _record(name: str) -> dict:
@@ -64,19 +64,20 @@ def test_shipped_model_still_measures_what_ship_json_says(name, shared_dir):
 
 
 def test_one_rule_picks_every_default():
-    """Pictures of the subject (cutout, blur, replace) take the people model, the bare mask the general one."""
+    """Pictures of the subject (cutout, blur, replace) take the model that leads on people, the bare mask the general
+    one; today both are `sod`."""
     assert set(VERB_SUBJECT) == set(DEFAULT_MODEL) == {"mask", "cutout", "blur", "replace"}
     assert {verb: SUBJECT_MODEL[VERB_SUBJECT[verb]][0] for verb in VERB_SUBJECT} == DEFAULT_MODEL
-    assert DEFAULT_MODEL["mask"] == "sod" and {DEFAULT_MODEL[v] for v in ("cutout", "blur", "replace")} == {"portrait"}
+    assert DEFAULT_MODEL["mask"] == "sod" and {DEFAULT_MODEL[v] for v in ("cutout", "blur", "replace")} == {"sod"}
 
 
 @pytest.mark.shared
-def test_the_people_default_keeps_more_of_an_id_photo_than_sod(shared_dir):
-    """On the portrait model's validation ID photos (ecoreal_3*), the cutout default keeps jacket and hair: it
-    beats `sod` by far in IoU (the reason cutout defaults to `portrait`)."""
+def test_the_people_default_keeps_an_id_photo(shared_dir):
+    """On the portrait model's validation ID photos (ecoreal_3*), the cutout default keeps jacket and hair: IoU
+    above 0.95, within 0.03 of the people-only `portrait` model trained on such photos."""
     from edgematte.edge.datasets import Subset
 
     pairs = Subset(include=["ecoreal_3*"], limit=20).apply(find_pairs(str(shared_dir / "data" / "portraits")))
     iou = {name: evaluate(load_model(name), pairs, progress=False, sod=False).summary["mean"]["iou"]
-           for name in ("portrait", "sod")}
-    assert iou["portrait"] > iou["sod"] + 0.05, iou
+           for name in ("portrait", DEFAULT_MODEL["cutout"])}
+    assert iou[DEFAULT_MODEL["cutout"]] > 0.95 and iou[DEFAULT_MODEL["cutout"]] > iou["portrait"] - 0.03, iou

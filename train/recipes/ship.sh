@@ -5,7 +5,7 @@
 # Each installs model.xml/.bin (INT8 or FP16), model.pt (the compact int8-weight kit checkpoint) and ship.json.
 set -euo pipefail
 DATA=${DATA:-../shared/data}
-SOD=${SOD:-runs/sod_stage4/best.pt}   # fourth stage of sod_hybrid.sh (commands in README.md here)
+SOD=${SOD:-runs/sod_lite0_224/best.pt}   # sod_lite0.sh (the EfficientNet-Lite0 UNet; before: sod_hybrid.sh fourth stage)
 PORTRAIT=${PORTRAIT:-runs/portrait_pruned/run/best.pt}   # portrait_people.sh, pruned by portrait_pruned.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
