@@ -244,7 +244,7 @@ def load_predictor(model: str, spec: Optional[str] = None, device: str = "CPU") 
 def run_eval(args: argparse.Namespace) -> int:
     """Handler of `edgematte eval`."""
     from .datasets import find_pairs, subset_from_args
-    from .output_check import check_output_file
+    from .outputs import check_output_file
 
     if args.json:  # before the evaluation: a bad path must not throw away what it measured
         check_output_file(args.json, "--json")

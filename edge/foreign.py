@@ -1,10 +1,9 @@
 """Run a foreign segmentation model (ONNX, TFLite, IR) through OpenVINO, fed by a JSON preprocessing spec."""
 import json
 import os
-from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -13,7 +12,7 @@ from ._ov import Core, version, with_exact_precision
 from .card import ModelCard, Normalisation, sha256_file
 from .errors import DeviceError, InputError, ModelFileError
 from .io import write_text
-from .runtime import Predictor, check_device
+from .runtime import Predictor, check_device, round_robin
 
 SPEC_FORMAT = 1
 SPECS_DIR = Path(__file__).resolve().parent / "specs"  # the shipped specs (package data)
@@ -320,37 +319,15 @@ class ForeignPredictor(Predictor):
     def predict_many(self, images: Iterable[np.ndarray], nireq: int = 0) -> Iterator[np.ndarray]:
         """Predict a stream of images with `nireq` parallel requests (0: OpenVINO's optimal number), order kept.
 
-        Requests are used round-robin, oldest first, as OpenVINOPredictor does: AsyncInferQueue's Python callback
-        needs the GIL on OpenVINO's thread and deadlocked here (start_async never returned).
+        The same round-robin requests as OpenVINOPredictor (`runtime.round_robin`, no AsyncInferQueue callbacks).
         """
         try:
             optimal = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         except Exception:  # noqa: BLE001 - a plugin without the property
             optimal = 1
         count = int(nireq) if nireq and int(nireq) > 0 else max(1, optimal)
-        free = deque(self._compiled.create_infer_request() for _ in range(count))  # type: Deque[Any]
-        pending = deque()  # type: Deque[Tuple[Any, Tuple[int, int]]]
-
-        def collect() -> np.ndarray:
-            request, size = pending.popleft()
-            request.wait()
-            result = self.spec.postprocess(request.get_output_tensor(self._output_index).data, size)
-            free.append(request)
-            return result
-
-        try:
-            for bgr in images:
-                if not free:
-                    yield collect()
-                x, size = self._prepare(bgr)
-                request = free.popleft()
-                request.start_async({self._input_name: x})
-                pending.append((request, size))
-            while pending:
-                yield collect()
-        finally:
-            for request, _ in pending:  # the consumer stopped early: let in-flight requests finish
-                request.wait()
+        return round_robin(self._compiled, images, count, self._prepare, self.spec.postprocess,
+                           input_key=self._input_name, output_index=self._output_index)
 
 
 __all__ = ["PreprocSpec", "ForeignPredictor", "load_spec", "shipped_specs", "SPECS_DIR"]

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
-from .errors import EdgematteError
+from .errors import EdgematteError, InputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 MANIFEST = ".edgematte-files.json"  # hidden: the list of files the kit wrote into a folder set
@@ -109,6 +109,36 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def check_output_file(path: Any, option: str) -> Path:
+    """The path, after checking that a file can be written there (not a folder, a folder that takes new files).
+
+    Missing parent folders are fine (the writer creates them) as long as the nearest existing one is writable;
+    writability is probed with an anonymous temporary file, which also holds for root and read-only mounts.
+    """
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise InputError("{}: the path is empty".format(option))
+    target = Path(text)
+    if target.is_dir() or str(text).endswith(("/", os.sep)):
+        raise InputError("{} {}: is a folder; give a file name".format(option, text))
+    if target.exists() and not target.is_file():
+        raise InputError("{} {}: is not a regular file".format(option, text))
+    if target.is_file() and not os.access(str(target), os.W_OK):
+        raise InputError("{} {}: the file is read-only".format(option, text))
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError("{} {}: {} is a file, not a folder".format(option, text, folder))
+    try:
+        with tempfile.TemporaryFile(dir=str(folder)):
+            pass
+    except OSError as exc:
+        raise InputError("{} {}: cannot create a file in {} ({})".format(
+            option, text, folder, (exc.strerror or str(exc)).lower())) from None
+    return target
 
 
 def check_output_folder(path: PathLike, option: str = "-o") -> Path:

@@ -204,29 +204,44 @@ class OpenVINOPredictor(Predictor):
         AsyncInferQueue's callback needs the GIL on OpenVINO's thread and deadlocked sporadically here.
         """
         count = int(nireq) if nireq and int(nireq) > 0 else self.optimal_requests()
-        free = deque(self.compiled.create_infer_request() for _ in range(count))  # type: Deque[Any]
-        pending = deque()  # type: Deque[Tuple[Any, Tuple[int, int]]]
+        card = self.card
+        return round_robin(self.compiled, images, count,
+                           lambda image: (to_network_input(image, card), image.shape[:2]),
+                           lambda raw, size: from_network_output(raw, card, size))
 
-        def collect() -> np.ndarray:
-            request, size = pending.popleft()
-            request.wait()
-            result = from_network_output(request.get_output_tensor(0).data, self.card, size)
-            free.append(request)
-            return result
 
-        try:
-            for image in images:
-                if not free:
-                    yield collect()
-                tensor = to_network_input(image, self.card)
-                request = free.popleft()
-                request.start_async({0: tensor})
-                pending.append((request, image.shape[:2]))
-            while pending:
+def round_robin(compiled: Any, images: Iterable[np.ndarray], count: int,
+                prepare: Callable[[np.ndarray], Tuple[Any, Tuple[int, int]]],
+                finish: Callable[[Any, Tuple[int, int]], np.ndarray], input_key: Any = 0,
+                output_index: int = 0) -> Iterator[np.ndarray]:
+    """Keep `count` infer requests of `compiled` in flight, used round-robin (oldest first), results in input order.
+
+    Without Python callbacks: AsyncInferQueue's callback needs the GIL on OpenVINO's thread and deadlocked
+    sporadically here. `prepare` gives (network input, image size), `finish` the alpha from the raw output.
+    """
+    free = deque(compiled.create_infer_request() for _ in range(count))  # type: Deque[Any]
+    pending = deque()  # type: Deque[Tuple[Any, Tuple[int, int]]]
+
+    def collect() -> np.ndarray:
+        request, size = pending.popleft()
+        request.wait()
+        result = finish(request.get_output_tensor(output_index).data, size)
+        free.append(request)
+        return result
+
+    try:
+        for image in images:
+            if not free:
                 yield collect()
-        finally:
-            for request, _ in pending:  # the consumer stopped early: let in-flight requests finish
-                request.wait()
+            tensor, size = prepare(image)
+            request = free.popleft()
+            request.start_async({input_key: tensor})
+            pending.append((request, size))
+        while pending:
+            yield collect()
+    finally:
+        for request, _ in pending:  # the consumer stopped early: let in-flight requests finish
+            request.wait()
 
 
 # -- devices --------------------------------------------------------------------------------------

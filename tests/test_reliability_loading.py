@@ -319,7 +319,7 @@ def test_eval_json_path_checked_before_evaluating(tmp_path: Path, monkeypatch, c
 
 
 def test_check_output_file_accepts_a_new_file_in_a_new_folder(tmp_path: Path) -> None:
-    from edgematte.edge.output_check import check_output_file
+    from edgematte.edge.outputs import check_output_file
 
     assert check_output_file(tmp_path / "a" / "b" / "r.json", "--json") == tmp_path / "a" / "b" / "r.json"
     assert not (tmp_path / "a").exists() and os.listdir(str(tmp_path)) == []  # the probe leaves nothing
