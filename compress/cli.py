@@ -4,6 +4,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+from edgematte.edge.verbs import add_verb
+
 EPILOG = """\
 MODEL is an IR written by `edgematte export` (FP32 or FP16 weights; its model card is read from rt_info).
 Calibration images are read, resized and laid out exactly as the edge runtime feeds the IR; the default set is
@@ -37,10 +39,10 @@ FP16_MIN_IOU = 0.99
 
 def register(subparsers: Any) -> None:
     """Add the `quantize` verb."""
-    p = subparsers.add_parser("quantize", help="INT8 post-training quantization of an IR (NNCF) on real images",
-                              description="Quantize an OpenVINO IR to INT8 with NNCF post-training quantization, "
-                                          "calibrated on real images, and report how far it moved from the source.",
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_verb(subparsers, "quantize",
+                 description="Quantize an OpenVINO IR to INT8 with NNCF post-training quantization, calibrated on "
+                             "real images, and report how far it moved from the source.", epilog=EPILOG,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="IR .xml with an edgematte model card")
     p.add_argument("-o", "--out", metavar="DIR", required=True, help="output folder (created if absent)")
     p.add_argument("--calib", metavar="DIR", default=None, help="calibration images (default: calib_data/)")

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from edgematte.edge.configs import dataclass_from_dict
 from edgematte.edge.errors import InputError
+from edgematte.edge.verbs import add_verb
 
 from ._prune_targets import STRATEGIES, PruneTarget, known_targets, prune_target, register_prune_target
 
@@ -163,10 +164,10 @@ example:
 
 def register(subparsers: Any) -> None:
     """Add the `prune` verb."""
-    p = subparsers.add_parser("prune", help="L1 filter pruning of a checkpoint (Torch-Pruning), with a record",
-                              description="Remove low-L1 filters from a kit checkpoint with Torch-Pruning's dependency "
-                                          "graph and write a smaller checkpoint that rebuilds from its config.",
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_verb(subparsers, "prune",
+                 description="Remove low-L1 filters from a kit checkpoint with Torch-Pruning's dependency graph and "
+                             "write a smaller checkpoint that rebuilds from its config.", epilog=EPILOG,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt", metavar="CKPT", help="kit checkpoint (.pt) to prune")
     p.add_argument("-o", "--out", metavar="DIR", required=True, help="output folder (created if absent)")
     p.add_argument("--strategy", choices=STRATEGIES, default=None,

@@ -3,6 +3,8 @@ imported on use so that the CLI starts without torch). The engine's names are re
 import argparse
 from typing import Any
 
+from edgematte.edge.verbs import add_verb
+
 DEFAULT_MIN_CHANNELS = 8  # equal to _rewrite's (tests/test_compress_rewrite.py checks)
 DEFAULT_MIN_KERNEL = 2
 
@@ -42,8 +44,7 @@ example:
 
 def register(subparsers: Any) -> None:
     """Add the `rewrite` verb."""
-    p = subparsers.add_parser("rewrite", help="replace dense convs by grouped or depthwise-separable ones",
-                              description="Rewrite the dense convolutions of a kit checkpoint as grouped or "
+    p = add_verb(subparsers, "rewrite", description="Rewrite the dense convolutions of a kit checkpoint as grouped or "
                                           "depthwise-separable ones, initialised from the dense weights, and report "
                                           "the size before and after.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

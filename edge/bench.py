@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import DeviceError, EdgematteError, InputError
 from .io import atomic_path, read_image, write_text
+from .verbs import add_verb
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 
@@ -515,8 +516,7 @@ def register(subparsers: Any) -> None:
     from . import options
     from .datasets import add_subset_args
 
-    p = subparsers.add_parser("bench", help="measure models side by side (latency, throughput, quality)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_verb(subparsers, "bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="IR .xml, .onnx, zoo name, kit checkpoint (.pt, needs torch), or FOREIGN@SPEC")
     p.add_argument("-d", "--device", default="CPU",

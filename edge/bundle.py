@@ -42,6 +42,7 @@ from .io import atomic_path, read_image, write_image, write_text
 from .names import BUNDLE_NAME, as_model_name, is_model_name
 from .signing import (PRIVATE_FILE, PUBLIC_FILE, key_id, load_private_key, load_public_key, make_key_pair, parse_signature,
                       signature_matches, sign)
+from .verbs import add_verb
 
 FORMAT = 2  # 2: modes in the manifest, root-owned members, manifest first, optional signature
 REQUIREMENTS = ["openvino>=2022.3", "numpy", "opencv-python-headless"]  # the base install; edgematte comes first
@@ -386,8 +387,7 @@ def register(subparsers: Any) -> None:
     """Add the `bundle`, `verify` and `keygen` verbs."""
     import argparse
 
-    p = subparsers.add_parser("bundle", help="pack IRs, cards, a sha256 manifest and a self-test into a .tar.gz",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_verb(subparsers, "bundle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", metavar="MODEL", help="IR .xml files or zoo names")
     p.add_argument("-o", "--out", required=True, metavar="FILE.tar.gz", help="bundle file to write")
     p.add_argument("--ovms", action="store_true", help="lay the models out as an OpenVINO Model Server repository "
@@ -396,21 +396,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sign", metavar="KEY", help="sign the manifest with this Ed25519 private key file (PEM or "
                                                  "OpenSSH, unencrypted; `edgematte keygen` makes one)")
     p.set_defaults(func=_run_bundle)
-    v = subparsers.add_parser("verify", help="check a bundle's members, hashes and signature, then run its self-test",
-                              description="Check every member of a bundle against its manifest (names, types, "
-                                          "owners, modes, sizes, sha256) before unpacking anything, check the "
-                                          "manifest's signature with --key, then run the self-test image through "
-                                          "each model and compare with the bundled mask. Without --key a bundle "
-                                          "proves its integrity, not its origin.")
+    v = add_verb(subparsers, "verify",
+                 description="Check every member of a bundle against its manifest (names, types, owners, modes, "
+                             "sizes, sha256) before unpacking anything, check the manifest's signature with --key, "
+                             "then run the self-test image through each model and compare with the bundled mask. "
+                             "Without --key a bundle proves its integrity, not its origin.")
     v.add_argument("bundle", metavar="BUNDLE", help="a .tar.gz written by `edgematte bundle`")
     v.add_argument("-d", "--device", default="CPU", help="device to run the self-test on (default CPU)")
     v.add_argument("--key", metavar="PUB", help="Ed25519 public key file (PEM or OpenSSH) the manifest must be "
                                                 "signed with; refuses unsigned bundles")
     v.set_defaults(func=_run_verify)
-    k = subparsers.add_parser("keygen", help="make an Ed25519 key pair for signing bundles",
-                              description="Write {} (private, mode 0600: keep it where bundles are made) and {} "
-                                          "(public: give it to the boxes for `verify --key`) into DIR; existing "
-                                          "files are never overwritten.".format(PRIVATE_FILE, PUBLIC_FILE))
+    k = add_verb(subparsers, "keygen",
+                 description="Write {} (private, mode 0600: keep it where bundles are made) and {} (public: give it "
+                             "to the boxes for `verify --key`) into DIR; existing files are never "
+                             "overwritten.".format(PRIVATE_FILE, PUBLIC_FILE))
     k.add_argument("-o", "--out", required=True, metavar="DIR", help="folder for the key pair")
     k.set_defaults(func=_run_keygen)
 

@@ -1,8 +1,8 @@
-"""The `edgematte` command: a thin argparse shell over the Python API; verbs come from the `edgematte.commands` entry points."""
+"""The `edgematte` command: a thin argparse shell over the Python API; verbs are named in edge.verbs (imported when
+they run) and third-party ones come from the `edgematte.commands` entry points."""
 import argparse
-import os
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional, Sequence, Set
 
 from .errors import EdgematteError
 from .outputs import Stopped, stop_on_signals
@@ -21,9 +21,21 @@ def iter_entry_points(group: str) -> List[Any]:
     return list(eps.get(group, []))  # type: ignore[union-attr]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every verb whose package is installed."""
+def _requested_verb(argv: Sequence[str]) -> Optional[str]:
+    """The verb named on the command line: the first argument that is not a top-level option."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: only the named verb's module is imported; with no verb named, help entries for every
+    verb (none imported); with argv None, every verb whose extra is installed (for API callers and tests)."""
     from .options import OneLineParser  # one-line usage errors, for every verb's parser too
+    from .verbs import VERBS, extra_missing, register_function, stub_parsers
 
     parser = OneLineParser(
         prog="edgematte",
@@ -33,19 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="edgematte " + _version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    seen = set()
-    for ep in sorted(iter_entry_points(COMMAND_GROUP), key=lambda e: e.name):
-        if ep.name in seen:  # an editable and a regular install can both list the same entry point
-            continue
-        seen.add(ep.name)
-        try:
-            register: Callable[[Any], None] = ep.load()
-        except ImportError:
-            # The verb's package or its extra (torch, nncf, ...) is not installed: leave the verb out.
-            if os.environ.get("EDGEMATTE_DEBUG"):
-                raise
-            continue
-        register(sub)
+    plugins = {ep.name: ep for ep in iter_entry_points(COMMAND_GROUP) if ep.name not in VERBS}
+    wanted = _requested_verb(argv) if argv is not None else None
+    if wanted in VERBS:
+        register_function(VERBS[wanted])(sub)  # MissingExtraError names the extra to install
+    elif wanted in plugins:
+        plugins[wanted].load()(sub)
+    elif argv is not None:
+        notes = {name: verb.help + (" [needs: pip install 'edgematte[{}]']".format(verb.extra)
+                                    if extra_missing(verb) else "") for name, verb in VERBS.items()}
+        notes.update({name: "(plugin {})".format(ep.value) for name, ep in sorted(plugins.items())})
+        stub_parsers(sub, notes)
+    else:
+        registered = set()  # type: Set[str]
+        for verb in VERBS.values():
+            if verb.module in registered or extra_missing(verb):
+                continue
+            registered.add(verb.module)
+            register_function(verb)(sub)
+        for ep in plugins.values():
+            ep.load()(sub)
     return parser
 
 
@@ -62,11 +81,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script: run a verb, print user errors on one line, never a traceback."""
     try:  # Ctrl-C while verbs are discovered (~1 s: their modules import) is one line too
         end_startup()
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
     except KeyboardInterrupt:
         print("edgematte: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except EdgematteError as exc:  # the verb's extra is not installed
+        print("edgematte: error: {}".format(exc), file=sys.stderr)
+        return exc.exit_code
     try:
         with stop_on_signals():  # SIGTERM/SIGHUP unwind like Ctrl-C: temporaries are removed on the way out
             code = args.func(args)

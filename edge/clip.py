@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .verbs import add_verb
 
 DEFAULT_FRAMES = 250  # 10 s at 25 fps
 DEFAULT_SIZE = (640, 480)  # width, height
@@ -193,10 +194,10 @@ def write_clip(image_path: str, mask_path: str, outdir: str, frames: int = DEFAU
 
 def register(subparsers: Any) -> None:
     """Add the `clip` verb."""
-    parser = subparsers.add_parser("clip", help="make a synthetic video (slow pan + zoom) from a still and its mask",
-                                   description="Make a synthetic camera clip from a still image and its mask along "
-                                               "a known path (slow pan and zoom, light sensor noise): OUT/clip.mp4, "
-                                               "the moved masks in OUT/masks/ and the camera path in OUT/path.json.")
+    parser = add_verb(subparsers, "clip",
+                      description="Make a synthetic camera clip from a still image and its mask along a known path "
+                                  "(slow pan and zoom, light sensor noise): OUT/clip.mp4, the moved masks in "
+                                  "OUT/masks/ and the camera path in OUT/path.json.")
     parser.add_argument("image", help="the still photo the camera moves over")
     parser.add_argument("mask", help="its mask (moved along the same path: the clip's ground truth)")
     parser.add_argument("-o", "--outdir", required=True, help="new folder for the clip")

@@ -10,6 +10,7 @@ from .live_run import add_live_args, live_inputs, load_any, run_live
 from .io import DEFAULT_MAX_PIXELS, quiet_opencv
 from .postprocess import HELP as POST_PROCESS_HELP
 from .progress import add_progress_args
+from .verbs import add_verb
 
 # One rule picks the zoo model a verb uses when -m is not given: a verb that makes a picture of the subject
 # (cutout, blur, replace) is mostly run on photos of people and takes the model that leads on people; `mask`
@@ -24,18 +25,11 @@ SUBJECT_MODEL = {  # kind of subject -> (zoo model, how --help states the rule)
 VERB_SUBJECT = {"mask": "any", "cutout": "people", "blur": "people", "replace": "people"}
 DEFAULT_MODEL = {verb: SUBJECT_MODEL[subject][0] for verb, subject in VERB_SUBJECT.items()}
 
-HELP = {
-    "mask": "write the predicted mask of each input as an 8-bit PNG (videos: a gray video)",
-    "cutout": "write each input's subject as an RGBA PNG (videos: a folder of RGBA PNG frames)",
-    "blur": "blur the background behind the subject (bokeh)",
-    "replace": "put the subject on a new background colour or image",
-}
-
 
 def register(subparsers: Any) -> None:
     """Add the runtime verbs to the `edgematte` command."""
     for verb in OPERATIONS:
-        parser = subparsers.add_parser(verb, help=HELP[verb], description=HELP[verb] + ".")
+        parser = add_verb(subparsers, verb)
         _common(parser, verb)
         add_live_args(parser)
         if verb == "blur":
@@ -50,9 +44,6 @@ def register(subparsers: Any) -> None:
             parser.add_argument("--fg-estimate", action="store_true",
                                 help="unmix foreground colours from the background at soft edges (needs pymatting)")
         parser.set_defaults(func=_handler(verb))
-    from .clip import register as register_clip
-
-    register_clip(subparsers)  # synthetic clips, to measure flicker and video speed with
 
 
 def _common(parser: argparse.ArgumentParser, verb: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from .errors import InputError
 from .io import read_image, write_text
 from .outputs import owned_folder, refuse_inputs
+from .verbs import add_verb
 
 INDEX = "index.json"
 MAX_ABS_DIFF = 0.03  # the FP16 limits of export parity
@@ -109,19 +110,19 @@ def register(subparsers: Any) -> None:
     """Add the `dump` and `verify-dump` verbs."""
     import argparse
 
-    p = subparsers.add_parser("dump", help="write a model's network inputs and raw outputs as .bin with an index",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_verb(subparsers, "dump", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="IR .xml, .onnx or zoo name")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("-o", "--out", required=True, metavar="DIR")
-    p.add_argument("-d", "--device", default="CPU")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="images whose network inputs and outputs to dump")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder to write (the kit's own set, swapped in whole)")
+    p.add_argument("-d", "--device", default="CPU", help="OpenVINO device (default: %(default)s)")
     p.set_defaults(func=_run_dump)
-    v = subparsers.add_parser("verify-dump", help="compare raw outputs made elsewhere with a dump",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    v = add_verb(subparsers, "verify-dump", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("dump", metavar="DIR", help="folder written by `edgematte dump`")
     v.add_argument("--outputs", required=True, metavar="OTHER", help="folder of <stem>.bin outputs to check")
-    v.add_argument("--max-abs-diff", type=float, default=MAX_ABS_DIFF)
-    v.add_argument("--min-iou", type=float, default=MIN_IOU)
+    v.add_argument("--max-abs-diff", type=float, default=MAX_ABS_DIFF,
+                   help="largest per-pixel output difference allowed (default: %(default)s, the FP16 export limit)")
+    v.add_argument("--min-iou", type=float, default=MIN_IOU,
+                   help="smallest IoU of the thresholded outputs allowed (default: %(default)s)")
     v.set_defaults(func=_run_verify)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import metrics
 from .errors import InputError, ModelFileError
+from .verbs import add_verb
 
 SOFT_FRACTION = 0.001  # GT is a soft matte when more than 0.1% of its pixels lie strictly between 0 and 1
 MATTING_KEYS = ("mse", "mad", "sad", "grad", "conn")
@@ -183,11 +184,10 @@ def register(subparsers: Any) -> None:
     """Add the `eval` verb."""
     from .datasets import add_subset_args
     from .progress import add_progress_args
-    parser = subparsers.add_parser(
-        "eval", help="score a model on a dataset folder (IoU, boundary IoU, MAE, SOD and matting metrics)",
-        description="Score a model on a dataset folder: per-image IoU, boundary IoU and MAE (+ SAD/MSE/Grad/Conn "
-                    "when the ground truth is a soft matte), and the SOD metrics (max/mean F, S, max/mean E) over "
-                    "the set.")
+    parser = add_verb(subparsers, "eval",
+                      description="Score a model on a dataset folder: per-image IoU, boundary IoU and MAE (+ "
+                                  "SAD/MSE/Grad/Conn when the ground truth is a soft matte), and the SOD metrics "
+                                  "(max/mean F, S, max/mean E) over the set.")
     parser.add_argument("model", help="IR .xml, .onnx, kit checkpoint or shipped model name; with --spec any "
                                       "ONNX/TFLite/IR file OpenVINO reads")
     parser.add_argument("data", help="dataset folder (images/+masks/ pairs, DUTS, P3M-10k, PPM-100, AISegment)")

@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 
 from ._ov import Core
 from .errors import ModelFileError
+from .verbs import add_verb
 
 MAX_OPSET = 10
 UNSUPPORTED = {
@@ -90,8 +91,7 @@ def register(subparsers: Any) -> None:
     """Add the `check-ncs2` verb."""
     import argparse
 
-    p = subparsers.add_parser("check-ncs2", help="lint an IR against what the NCS2 (MYRIAD) can run",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_verb(subparsers, "check-ncs2", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="IR", help="IR .xml file")
     p.set_defaults(func=_run)
 

@@ -2,6 +2,8 @@
 import argparse
 from typing import Any, List
 
+from edgematte.edge.verbs import add_verb
+
 # Kept here (and checked equal to the api's in tests/test_export.py): importing .api would pull torch in at startup.
 FORMATS = ("onnx", "ir")
 PRECISIONS = ("fp32", "fp16")
@@ -49,10 +51,10 @@ def _fp16_limit_option(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add the `export` verb."""
-    p = subparsers.add_parser("export", help="export a checkpoint to ONNX and OpenVINO IR (FP32/FP16) with checks",
-                              description="Export a model to ONNX and OpenVINO IR with its model card, BatchNorm "
-                                          "folded and preprocessing inside, and check every artifact's parity.",
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_verb(subparsers, "export",
+                 description="Export a model to ONNX and OpenVINO IR with its model card, BatchNorm folded and "
+                             "preprocessing inside, and check every artifact's parity.", epilog=EPILOG,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE", help="kit checkpoint (.pt), or a zoo model name with --untrained")
     p.add_argument("-o", "--out", metavar="DIR", required=True, help="output folder (created if absent)")
     p.add_argument("--name", metavar="NAME", default=None,
@@ -99,10 +101,9 @@ example:
 
 def register_ship(subparsers: Any) -> None:
     """Add the `ship` verb."""
-    p = subparsers.add_parser("ship", help="install a checkpoint into the model zoo as INT8 or FP16 IR, by measured "
-                                           "quality", description="Export, quantize, evaluate and install a "
-                                                                   "checkpoint as a zoo model.",
-                              epilog=SHIP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_verb(subparsers, "ship",
+                 description="Export, quantize, evaluate and install a checkpoint as a zoo model.",
+                 epilog=SHIP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CKPT", help="kit checkpoint (.pt)")
     p.add_argument("--name", required=True, help="zoo name to install as (e.g. sod, portrait)")
     p.add_argument("--val", metavar="VALDATA", required=True, help="validation dataset the precisions are compared on")

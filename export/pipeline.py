@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional
 from edgematte.edge.configs import dataclass_from_dict
 from edgematte.edge.errors import InputError
 from edgematte.edge.io import write_text
+from edgematte.edge.verbs import add_verb
 
 STATE_FILE = "pipeline.json"
 EPILOG = """\
@@ -280,10 +281,10 @@ def shipped_fp16_limit(checkpoint: str) -> Optional[float]:
 
 def register(subparsers: Any) -> None:
     """Add the `pipeline` verb."""
-    p = subparsers.add_parser("pipeline", help="prune, fine-tune, export, FP16 and INT8 a checkpoint, with a report",
-                              description="Compress a trained checkpoint stage by stage (resumable) and report what "
-                                          "each stage cost and gained: params, FLOPs, IR size, latency, quality.",
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_verb(subparsers, "pipeline",
+                 description="Compress a trained checkpoint stage by stage (resumable) and report what each stage "
+                             "cost and gained: params, FLOPs, IR size, latency, quality.", epilog=EPILOG,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CKPT", help="trained kit checkpoint (.pt)")
     p.add_argument("-o", "--out", metavar="DIR", required=True, help="pipeline folder (re-run to resume)")
     p.add_argument("--strategy", choices=("adaptive", "fixed", "global"), default=None,

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgematte.edge.errors import DeviceError, EdgematteError, InputError, ModelFileError
 from edgematte.edge.runtime import Predictor
+from edgematte.edge.verbs import add_verb
 
 from .parity import FP16_MAX_ABS_DIFF, FP16_MIN_IOU, map_iou, max_abs_diff
 
@@ -390,8 +391,7 @@ def register(subparsers: Any) -> None:
     """Add the `parity` verb."""
     import argparse
 
-    p = subparsers.add_parser("parity", help="compare a model on a reference backend (CUDA) with its deployed IR",
-                              description=__doc__.split("\n\n")[0], epilog=EPILOG,
+    p = add_verb(subparsers, "parity", description=__doc__.split("\n\n")[0], epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="ONNX file or kit checkpoint (.pt/.pth/.ckpt)")
     p.add_argument("--ref", default="CUDA", help="reference backend: CUDA[:N], ORT-CPU or TORCH-CPU (default CUDA)")

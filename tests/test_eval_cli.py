@@ -47,15 +47,6 @@ def green_model(tmp_path: Path) -> tuple:
     return model, spec
 
 
-@pytest.fixture(autouse=True)
-def only_eval_verb(monkeypatch):
-    """Build the CLI with the eval verb alone, so other packages' verbs (and their torch imports) stay out."""
-    import edgematte.edge.cli as cli
-
-    real = cli.iter_entry_points
-    monkeypatch.setattr(cli, "iter_entry_points", lambda group: [ep for ep in real(group) if ep.name == "eval"])
-
-
 class ConstantPredictor:
     """A duck-typed Predictor that answers the same map (alpha or trimap probabilities) for every image."""
 

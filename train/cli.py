@@ -1,6 +1,8 @@
 """The `edgematte train` verb: a thin shell over trainer.fit()."""
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Dict, List
+
+from edgematte.edge.verbs import add_verb
 
 if TYPE_CHECKING:  # torch is imported by the handler only: the CLI starts every verb's register() at launch
     from .trainer import TrainConfig
@@ -28,8 +30,9 @@ example:
 
 def register(subparsers: Any) -> None:
     """Add the `train` verb."""
-    p = subparsers.add_parser("train", help="train a zoo model on a dataset folder (resumable, DDP-ready)",
-                              description="Train a zoo model (`edgematte models` lists them) on (image, mask) pairs.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_verb(subparsers, "train",
+                 description="Train a zoo model (`edgematte models` lists them) on (image, mask) pairs.",
+                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="zoo model name (e.g. lite0_unet_sod, lite0_modnet, mbv2_unet_sod, "
                    "u2netp; `edgematte models` lists every one with its size and ImageNet weights)")
     p.add_argument("data", metavar="DATA", nargs="*", help="training dataset folder(s)")
@@ -81,6 +84,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm to this (default off)")
     p.add_argument("--width", type=float, default=None, help="width multiplier for models that have one "
                    "(modnet, mbv2_unet, mbv2_unet_sod)")
+    p.add_argument("--model-config", nargs="+", default=[], metavar="KEY=VALUE", help="architecture settings by "
+                   "config field (values read as JSON, else text), e.g. hr_channels=16 for the MODNets' detail branch; "
+                   "`edgematte models` names the models, their configs round-trip in the run's config.json")
     p.add_argument("--loss", default=None, help="loss by registered name instead of the model's own "
                    "(e.g. bce_iou: BCE + soft IoU for saliency nets)")
     p.add_argument("--from-scratch", action="store_true", help="with --init: train the checkpoint's "
@@ -112,11 +118,30 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def parse_settings(items: "List[str]") -> "Dict[str, Any]":
+    """KEY=VALUE strings as a dict, each value read as JSON (16, 0.5, [1, 2], true) or else kept as text."""
+    import json
+
+    from edgematte.edge.errors import InputError
+
+    settings = {}  # type: Dict[str, Any]
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError("--model-config: expected KEY=VALUE, got {!r}".format(item))
+        try:
+            settings[key.strip()] = json.loads(value)
+        except ValueError:
+            settings[key.strip()] = value
+    return settings
+
+
 def config_from_args(args: argparse.Namespace) -> "TrainConfig":
     """TrainConfig from parsed arguments."""
     from .trainer import TrainConfig
 
     model_config = {"width": args.width} if args.width is not None else {}
+    model_config.update(parse_settings(args.model_config))
     return TrainConfig(model=args.model, data=list(args.data), out=args.out, val=list(args.val), size=args.size,
                        epochs=args.epochs, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                        optimizer=args.optimizer, scheduler=args.scheduler, warmup_steps=args.warmup,

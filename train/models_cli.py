@@ -4,6 +4,8 @@ import argparse
 import json
 from typing import Any, Dict, List
 
+from edgematte.edge.verbs import add_verb
+
 
 def model_rows(names: List[str]) -> List[Dict[str, Any]]:
     """One row per architecture: name, task, encoder, input size, params, GFLOPs, ImageNet weights state."""
@@ -34,11 +36,11 @@ def model_rows(names: List[str]) -> List[Dict[str, Any]]:
 
 def register(subparsers: Any) -> None:
     """Add the `models` verb."""
-    p = subparsers.add_parser("models", help="list the zoo's architectures (size, GFLOPs, ImageNet weights)",
-                              description="Every architecture `edgematte train` builds: task, encoder, default "
-                                          "input size, parameters, GFLOPs at that size (2 per multiply-add) and "
-                                          "whether ImageNet weights exist for its encoder ('installed', or the "
-                                          "pip command that brings them; train with --pretrained).")
+    p = add_verb(subparsers, "models",
+                 description="Every architecture `edgematte train` builds: task, encoder, default input size, "
+                             "parameters, GFLOPs at that size (2 per multiply-add) and whether ImageNet weights exist "
+                             "for its encoder ('installed', or the pip command that brings them; train with "
+                             "--pretrained).")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these models (default: all)")
     p.add_argument("--pretrained", action="store_true", help="only models with ImageNet weights")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")

@@ -260,6 +260,7 @@ def _init_weights(model: torch.nn.Module, ckpt: Any, path: str) -> str:
         raise ModelFileError("{}: holds no state dict to initialise from".format(path))
     state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
     own = model.state_dict()
+    state = {**state, **_encoder_renamed(model, ckpt, state)}
     matched = {k: v for k, v in state.items() if k in own and hasattr(v, "shape") and own[k].shape == v.shape}
     if not matched:
         raise ModelFileError("{}: no weights match model {!r}".format(path, getattr(model, "arch", "?")))
@@ -268,6 +269,26 @@ def _init_weights(model: torch.nn.Module, ckpt: Any, path: str) -> str:
     check_finite(matched, path)  # NaN/Inf weights would make every loss NaN from the first step
     model.load_state_dict(matched, strict=False)
     return "init from {}: {}/{} tensors".format(path, len(matched), len(own))
+
+
+def _encoder_renamed(model: torch.nn.Module, ckpt: Any, state: Dict[str, Any]) -> Dict[str, Any]:
+    """The encoder weights of a kit checkpoint of another architecture on the same encoder (a sod UNet starting a
+    MODNet), renamed to this model's encoder attribute; {} when the encoders differ or the file is not a kit one."""
+    from .models.registry import model_entry
+
+    src_arch = ckpt.get("arch") if isinstance(ckpt, dict) else None
+    dst_arch = getattr(model, "arch", None)
+    if not src_arch or src_arch == dst_arch or not hasattr(model, "encoder_attr"):
+        return {}
+    try:
+        src, dst = model_entry(src_arch), model_entry(dst_arch)
+    except Exception:  # noqa: BLE001 - an unregistered architecture shares nothing by name
+        return {}
+    src_attr = getattr(src.builder, "encoder_attr", None)
+    if not src.encoder or src.encoder != dst.encoder or not src_attr:
+        return {}
+    prefix, dst_prefix = src_attr + ".", model.encoder_attr + "."
+    return {dst_prefix + k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 # -- logs ---------------------------------------------------------------------------------------------

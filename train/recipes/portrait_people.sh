@@ -20,6 +20,7 @@ BATCH=${BATCH:-8}
 CHUNK=${CHUNK:-500}
 LR=${LR:-5e-4}
 WARMUP=${WARMUP:-50}
+LOSS=${LOSS:-bce_iou}                   # matte_lite0.sh: modnet (semantic + detail + fusion)
 EXTRA=("$@")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
@@ -31,7 +32,7 @@ train() {
   edgematte train "$MODEL" "$DATA/portraits" "$PEOPLE" "$PEOPLE" -o "$RUN" --init "$INIT" \
     --exclude 'vikram_*' 'ecoreal_3*' '[In]*[05]' \
     --val "$DATA/portraits" "$PEOPLE" --val-include 'ecoreal_3*' '[In]*[05]' \
-    --composite "$DATA/duts-tr" --composite-prob 0.6 --composite-zoom 0.35 --loss bce_iou \
+    --composite "$DATA/duts-tr" --composite-prob 0.6 --composite-zoom 0.35 --loss "$LOSS" \
     --size "$SIZE" --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --optimizer adamw --scheduler cosine --warmup "$WARMUP" \
     --workers 1 --ckpt-every 100 --log-every 10 --seed 0 --resume ${EXTRA[@]+"${EXTRA[@]}"} "$@"
 }
