@@ -26,6 +26,7 @@ records it under "warning".
 
 examples:
   edgematte quantize out/sod/model_fp32.xml -o out/sod --limit 300
+  edgematte quantize out/sod/model.onnx -o out/sod          # from the ONNX file: out/sod/model_int8.xml
   edgematte quantize out/sod/model_fp32.xml -o out/sod --max-drop 0.005 --val data/duts-te-val --val-limit 100
 """
 
@@ -40,10 +41,11 @@ FP16_MIN_IOU = 0.99
 def register(subparsers: Any) -> None:
     """Add the `quantize` verb."""
     p = add_verb(subparsers, "quantize",
-                 description="Quantize an OpenVINO IR to INT8 with NNCF post-training quantization, calibrated on "
-                             "real images, and report how far it moved from the source.", epilog=EPILOG,
+                 description="Quantize an OpenVINO IR or a kit ONNX file to INT8 with NNCF post-training quantization, "
+                             "calibrated on real images, and report how far it moved from the source.", epilog=EPILOG,
                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL", help="IR .xml with an edgematte model card")
+    p.add_argument("model", metavar="MODEL", help="IR .xml or .onnx with an edgematte model card (as `edgematte "
+                   "export` writes them)")
     p.add_argument("-o", "--out", metavar="DIR", required=True, help="output folder (created if absent)")
     p.add_argument("--calib", metavar="DIR", default=None, help="calibration images (default: calib_data/)")
     p.add_argument("--limit", "--subset", dest="subset", type=int, default=300, metavar="N",

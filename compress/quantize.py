@@ -3,7 +3,7 @@ import copy
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from edgematte.edge.card import ModelCard, save_ir
 from edgematte.edge.datasets import IMAGE_EXTS, list_images
 from edgematte.edge.errors import EdgematteError, InputError, ModelFileError
 from edgematte.edge.io import read_image
-from edgematte.edge.runtime import check_ir_weights, to_network_input
+from edgematte.edge.runtime import check_ir_weights, onnx_card, to_network_input
 
 from .accuracy import DEFAULT_VAL_LIMIT, SCORE_NAME, validation_items, validation_score
 
@@ -77,7 +77,8 @@ def quantize_ir(xml_path: str, out_xml: str, calib: Optional[str] = None, subset
                 preset: str = "performance", ignored_scope: Sequence[str] = (),
                 fast_bias_correction: bool = True, max_drop: Optional[float] = None, val: Optional[str] = None,
                 val_limit: int = DEFAULT_VAL_LIMIT) -> Dict[str, Any]:
-    """INT8 IR at out_xml from the IR at xml_path (FP32 or FP16 weights, card in rt_info), written atomically.
+    """INT8 IR at out_xml from the IR (FP32 or FP16 weights, card in rt_info) or kit ONNX file at xml_path, written
+    atomically.
 
     `ignored_scope`: op names or regular expressions (prefixed "re:") kept in floating point.
     `max_drop` (with `val`, a dataset folder): nncf.quantize_with_accuracy_control with the kit's validation score
@@ -91,12 +92,9 @@ def quantize_ir(xml_path: str, out_xml: str, calib: Optional[str] = None, subset
     if not str(out_xml).endswith(".xml"):
         raise InputError("{}: an IR path must end in .xml".format(out_xml))
     started = time.time()
-    model = read_ir(xml_path)
-    card = ModelCard.read_rt_info(model, xml_path)
-    if card is None:
-        raise ModelFileError("{}: the IR carries no edgematte model card (export it with `edgematte export`)".format(
-            xml_path))
-    check_ir_weights(xml_path, card)  # INT8 of a damaged .bin would get a fresh, valid hash
+    model, card = read_source(xml_path)
+    if Path(xml_path).suffix.lower() == ".xml":
+        check_ir_weights(xml_path, card)  # INT8 of a damaged .bin would get a fresh, valid hash
     if card.precision == "INT8":
         raise ModelFileError("{}: already INT8".format(xml_path))
     inputs = calibration_inputs(card, calib, subset)
@@ -143,8 +141,32 @@ def quantize_ir(xml_path: str, out_xml: str, calib: Optional[str] = None, subset
             "calibration_folder": str(calib or DEFAULT_CALIB), "preset": preset,
             "fake_quantize_ops": sum(1 for op in saved.get_ops() if op.get_type_name() == "FakeQuantize"),
             "xml_bytes": out.stat().st_size, "bin_bytes": out.with_suffix(".bin").stat().st_size,
-            "source_bin_bytes": Path(xml_path).with_suffix(".bin").stat().st_size,
+            "source_bin_bytes": _weights_bytes(Path(xml_path)),
             "weights_sha256": new_card.weights_sha256, "seconds": round(time.time() - started, 2), "card": new_card}
+
+
+def read_source(path: str) -> Tuple[Any, ModelCard]:
+    """The openvino.Model and card of what quantize starts from: an IR pair (card in rt_info) or an ONNX file
+    exported by the kit (card in its metadata); ModelFileError naming the file otherwise."""
+    if Path(path).suffix.lower() != ".onnx":
+        model = read_ir(path)
+        card = ModelCard.read_rt_info(model, path)
+    else:
+        if not Path(path).is_file():
+            raise ModelFileError("{}: no such ONNX file".format(path))
+        try:
+            model = Core().read_model(str(path))
+        except Exception as error:  # noqa: BLE001 - OpenVINO raises plain RuntimeErrors with long texts
+            raise ModelFileError("{}: OpenVINO cannot read it ({})".format(path, str(error).strip().splitlines()[0]))
+        card = onnx_card(model, str(path))
+    if card is None:
+        raise ModelFileError("{}: carries no edgematte model card (export it with `edgematte export`)".format(path))
+    return model, card
+
+
+def _weights_bytes(source: Path) -> int:
+    """Bytes of the source's weights: the IR's .bin, or the whole ONNX file."""
+    return source.stat().st_size if source.suffix.lower() == ".onnx" else source.with_suffix(".bin").stat().st_size
 
 
 def read_ir(xml_path: str) -> Any:
@@ -160,5 +182,5 @@ def read_ir(xml_path: str) -> Any:
         raise ModelFileError("{}: OpenVINO cannot read it ({})".format(xml_path, str(error).strip().splitlines()[0]))
 
 
-__all__ = ["quantize_ir", "calibration_inputs", "calibration_files", "int8_card", "read_ir", "CalibrationError",
+__all__ = ["quantize_ir", "read_source", "calibration_inputs", "calibration_files", "int8_card", "read_ir", "CalibrationError",
            "DEFAULT_CALIB", "DEFAULT_SUBSET", "PRESETS"]

@@ -373,7 +373,7 @@ def read_onnx_metadata(path: str) -> Dict[str, str]:
     return props
 
 
-def _onnx_card(model: Any, path: str) -> Optional[ModelCard]:
+def onnx_card(model: Any, path: str) -> Optional[ModelCard]:
     """The card of an ONNX model: from OpenVINO's rt_info ["framework", key] when exposed, else the file itself."""
     text = None
     try:
@@ -547,7 +547,7 @@ def load_model(path_or_name: Any, device: str = "CPU", config: Optional[Dict[str
     device = check_device(core, device)
     weights = _check_ir_files(path) if suffix == ".xml" else None
     model = _read_model(core, path, weights)
-    found = ModelCard.read_rt_info(model, source=str(path)) if suffix == ".xml" else _onnx_card(model, str(path))
+    found = ModelCard.read_rt_info(model, source=str(path)) if suffix == ".xml" else onnx_card(model, str(path))
     if card is None:
         card = found
     if card is None:
@@ -561,4 +561,4 @@ def load_model(path_or_name: Any, device: str = "CPU", config: Optional[Dict[str
 
 __all__ = ["Predictor", "OpenVINOPredictor", "load_model", "register_loader", "supported_suffixes", "check_device",
            "network_size", "to_network_input", "from_network_output", "resize_to", "check_image",
-           "read_onnx_metadata", "weights_sha256", "check_ir_weights", "check_kit_ir", "check_card_input"]
+           "read_onnx_metadata", "onnx_card", "weights_sha256", "check_ir_weights", "check_kit_ir", "check_card_input"]

@@ -5,7 +5,7 @@ from typing import Any, List, Tuple, Union
 import numpy as np
 
 from edgematte.edge.errors import DeviceError, ModelFileError
-from edgematte.edge.runtime import Core, Predictor, _onnx_card, from_network_output, to_network_input
+from edgematte.edge.runtime import Core, Predictor, onnx_card, from_network_output, to_network_input
 
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -94,7 +94,7 @@ class OrtPredictor(Predictor):
 
     def __init__(self, path: str, device: str = "CPU", threads: int = 0) -> None:
         parse_device(device)  # a device ONNX Runtime does not run on fails before the file is read
-        self.card = _onnx_card(Core().read_model(path), path)
+        self.card = onnx_card(Core().read_model(path), path)
         if self.card is None:
             raise ModelFileError("{}: carries no edgematte model card".format(path))
         self.session = create_session(str(path), device, threads)

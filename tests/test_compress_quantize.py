@@ -155,3 +155,59 @@ def test_max_drop_needs_validation_data(tmp_path, calib, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--max-drop needs --val" in err[0]
     assert not (tmp_path / "o" / "convnet_int8.xml").exists()
+
+
+def conv_onnx(folder, name="convnet"):
+    """The same kind of conv net as an ONNX file with the card in its metadata, as `edgematte export` writes:
+    normalised f32 RGB NCHW in, two 3x3 convs (ReLU), a 1x1 conv, sigmoid."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edge_tiny import ONNX_INPUT
+
+    rng = np.random.default_rng(0)
+    h, w = SIZE
+    inits, nodes, x = [], [], "x"
+    for i, (cin, cout) in enumerate(((3, 16), (16, 16))):
+        weights = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32)
+        inits.append(numpy_helper.from_array(weights, "w{}".format(i)))
+        nodes += [helper.make_node("Conv", [x, "w{}".format(i)], ["c{}".format(i)], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", ["c{}".format(i)], ["r{}".format(i)])]
+        x = "r{}".format(i)
+    inits.append(numpy_helper.from_array((rng.standard_normal((1, 16, 1, 1)) * 0.3).astype(np.float32), "head"))
+    nodes += [helper.make_node("Conv", [x, "head"], ["logit"]), helper.make_node("Sigmoid", ["logit"], ["y"])]
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, h, w])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    card = ModelCard(name=name, task="saliency", arch="convnet", input_size=list(SIZE), input=dict(ONNX_INPUT))
+    model.metadata_props.add(key="edgematte.card", value=card.to_json())
+    path = folder / (name + ".onnx")
+    onnx.save(model, str(path))
+    return path
+
+
+def test_quantize_takes_the_onnx_file_too(tmp_path, calib, capsys):
+    source = conv_onnx(tmp_path)
+    code = main(["quantize", str(source), "-o", str(tmp_path / "out"), "--calib", str(calib), "--subset", "6"])
+    assert code == 0, capsys.readouterr().err
+    out = tmp_path / "out" / "convnet_int8.xml"
+    card = ModelCard.read_rt_info(Core().read_model(str(out)))
+    assert card.precision == "INT8" and card.input == load_model(str(source)).card.input and "convnet.onnx" in card.notes
+    report = json.loads((tmp_path / "out" / "quantize_report.json").read_text())
+    assert report["fake_quantize_ops"] >= 3 and report["source_bin_bytes"] == source.stat().st_size
+    image, _ = make_scene(70, 90, seed=42)
+    reference, int8 = load_model(str(source)).predict(image), load_model(str(out)).predict(image)
+    assert 0 < np.abs(reference - int8).max() < 0.1  # quantized for real, still the same network
+
+
+def test_onnx_without_a_card_is_one_line(tmp_path, calib, capsys):
+    onnx = pytest.importorskip("onnx")
+    source = conv_onnx(tmp_path)
+    model = onnx.load(str(source))
+    del model.metadata_props[:]
+    onnx.save(model, str(source))
+    code = main(["quantize", str(source), "-o", str(tmp_path / "out"), "--calib", str(calib)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "convnet.onnx: carries no edgematte model card" in err[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -79,7 +79,7 @@ def test_onnx_normalised_input_and_card(tmp_path: Path) -> None:
         def has_rt_info(self, path):
             raise AttributeError("old OpenVINO")
 
-    assert runtime._onnx_card(NoRtInfo(), str(path)) == predictor.card
+    assert runtime.onnx_card(NoRtInfo(), str(path)) == predictor.card
 
 
 def test_unknown_device_lists_available(tmp_path: Path) -> None:

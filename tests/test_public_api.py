@@ -138,3 +138,19 @@ def test_help_marks_the_verbs_whose_extra_is_missing(monkeypatch, capsys):
     assert "train a zoo model on a dataset folder (resumable, DDP-ready) [needs: pip install 'edgematte[train]']" \
         in text
     assert "blur the background behind the subject (bokeh) [needs" not in text
+
+
+def test_the_readme_python_example_runs_without_torch(tmp_path):
+    """The README's Python block, verbatim, on a base install (torch, nncf, onnx hidden), on a real photo."""
+    import shutil
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "from edgematte.edge import load, remove" in block
+    shutil.copy(IMAGE, tmp_path / "photo.jpg")
+    guard = textwrap.dedent(BLOCK_TORCH).replace('name == "torch" or name.startswith("torch.")',
+                                                 'name.split(".")[0] in ("torch", "nncf", "onnx", "onnxruntime")')
+    result = subprocess.run([sys.executable, "-c", guard + block + "\nprint('torch' in sys.modules)"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "'sod'" in result.stdout and result.stdout.strip().endswith("False")
