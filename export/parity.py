@@ -140,22 +140,10 @@ def ir_runner(xml_path: str) -> Run:
 
 
 def onnxruntime_runner(onnx_path: str) -> Run:
-    """The ONNX file under onnxruntime, fed and read back exactly as the edge runtime feeds an IR."""
-    import onnxruntime as ort
+    """predict() of the ONNX file under ONNX Runtime on the CPU, fed and read back as the edge runtime feeds an IR."""
+    from .ort_predictor import OrtPredictor
 
-    from edgematte.edge.runtime import from_network_output, to_network_input
-
-    from .to_onnx import read_onnx_card
-
-    card = read_onnx_card(onnx_path)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-
-    def run(bgr: np.ndarray) -> np.ndarray:
-        output = session.run(None, {name: to_network_input(bgr, card)})[0]
-        return from_network_output(output, card, bgr.shape[:2])
-
-    return run
+    return OrtPredictor(str(onnx_path)).predict
 
 
 def _fp16_storage() -> Any:

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from edgematte.edge.card import ONNX_METADATA_KEY, ModelCard
-from edgematte.edge.errors import ModelFileError
 from edgematte.edge.io import atomic_path
 from edgematte.edge.save_errors import saving
 
@@ -83,18 +82,6 @@ def set_onnx_card(proto: onnx.ModelProto, card: ModelCard) -> None:
     entry = proto.metadata_props.add()
     entry.key = ONNX_METADATA_KEY
     entry.value = card.to_json()
-
-
-def read_onnx_card(path: str) -> Optional[ModelCard]:
-    """The card stored in an ONNX file's metadata, or None (weights are not loaded)."""
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several kinds for foreign/truncated files
-        raise ModelFileError("{}: not a readable ONNX model ({})".format(path, str(exc).splitlines()[0][:120])) from None
-    for prop in proto.metadata_props:
-        if prop.key == ONNX_METADATA_KEY:
-            return ModelCard.from_json(prop.value, str(path))
-    return None
 
 
 def op_types(proto: onnx.ModelProto) -> Dict[str, int]:
