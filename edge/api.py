@@ -59,13 +59,15 @@ def _as_bgr(image: Any, channels: str) -> np.ndarray:
 
 def remove(image: Any, model: Any = DEFAULT_MODEL, op: str = "cutout", device: str = "CPU",
            channels: str = "bgr", background: Any = "white", strength: Optional[float] = None,
-           session: Any = None) -> np.ndarray:
+           fg_estimate: bool = False, refine: Optional[str] = None, session: Any = None) -> np.ndarray:
     """One call from a photo to a result: `op` "cutout" gives BGRA uint8 (the subject on transparency), "mask"
     the HxW uint8 alpha, "blur" and "replace" a BGR uint8 picture (`strength` of the blur; `background` a colour
     name, #hex, an image path or a BGR array).
 
     `image` is a path or an HxWx3 uint8 array in `channels` order ("bgr" as OpenCV reads, "rgb" as PIL gives;
     the result is then RGB(A) too). Pass `session=load(...)` to reuse a loaded model across calls.
+    `fg_estimate` unmixes the cutout's edge colours and `refine` ("cf" or "knn") re-solves the alpha's edge band
+    by alpha matting; both need pymatting (the cutout extra), whose kernels compile once on first use.
     """
     from .apply import make_operation
     from .compose import DEFAULT_BLUR_STRENGTH
@@ -80,7 +82,7 @@ def remove(image: Any, model: Any = DEFAULT_MODEL, op: str = "cutout", device: s
     if channels == "rgb" and isinstance(background, np.ndarray) and background.ndim == 3:
         background = np.ascontiguousarray(background[:, :, ::-1])
     operation = make_operation(op, strength=DEFAULT_BLUR_STRENGTH if strength is None else strength,
-                               background=background)
+                               background=background, fg_estimate=fg_estimate and op == "cutout", refine=refine)
     result = operation.render(bgr, predictor.predict(bgr))
     if channels == "rgb" and result.ndim == 3:
         order = [2, 1, 0, 3] if result.shape[2] == 4 else [2, 1, 0]

@@ -32,7 +32,7 @@ class Operation:
 
 
 def make_operation(op: str, strength: float = compose.DEFAULT_BLUR_STRENGTH, background: Any = "white",
-                   fg_estimate: bool = False, post_process: bool = False,
+                   fg_estimate: bool = False, post_process: bool = False, refine: Optional[str] = None,
                    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Operation:
     """The Operation for `op` (mask, cutout, blur, replace) with its options bound; `post_process` cleans each
     alpha first (edge.postprocess)."""
@@ -63,9 +63,23 @@ def make_operation(op: str, strength: float = compose.DEFAULT_BLUR_STRENGTH, bac
     if op not in builders:
         raise EdgematteError("unknown operation '{}' (expected one of {})".format(op, ", ".join(sorted(builders))))
     operation = builders[op]()
-    if post_process:
+    if refine:
+        operation.render = _refined(operation.render, refine)
+    if post_process:  # outermost: the cleaned alpha is what refinement starts from
         operation.render = _cleaned(operation.render)
     return operation
+
+
+def _refined(render: Renderer, method: str) -> Renderer:
+    """`render` fed the alpha refined by alpha matting (edge.refine); pymatting is loaded now, not per image."""
+    from .compose import load_pymatting
+    from .refine import METHODS, Refine, refine_alpha
+
+    if method not in METHODS:
+        raise InputError("refine method must be one of {}, got {!r}".format(", ".join(METHODS), method))
+    settings = Refine(method=method)
+    load_pymatting(feature="--refine")
+    return lambda image, alpha: render(image, refine_alpha(image, alpha, settings))
 
 
 def _cleaned(render: Renderer) -> Renderer:
@@ -188,7 +202,7 @@ def process_inputs(predictor: Any, inputs: Sequence[Any], outdir: Any, op: Any =
     A bad input is reported through `on_error(path, one_line)` and skipped; outputs are written atomically, so a
     failure never leaves a half-written file. Broken video frames are skipped, each reported through
     `on_warning(path, one_line)` (the first MAX_FRAME_WARNINGS per video, then a count). `op` is an operation
-    name (options in `op_options`: strength, background, fg_estimate, post_process) or an Operation. Progress:
+    name (options in `op_options`: strength, background, fg_estimate, post_process, refine) or an Operation. Progress:
     None shows a bar on a terminal and periodic lines elsewhere (edge.progress), True forces it, False hides it.
     `smooth` runs video alphas through the temporal filter (edge.temporal).
     """

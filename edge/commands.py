@@ -8,7 +8,9 @@ from .compose import DEFAULT_BLUR_STRENGTH
 from .errors import InputError, ModelFileError
 from .live_run import add_live_args, live_inputs, load_any, run_live
 from .io import DEFAULT_MAX_PIXELS, quiet_opencv
+from .compose import pymatting_installed
 from .postprocess import HELP as POST_PROCESS_HELP
+from .refine import HELP as REFINE_HELP, METHODS as REFINE_METHODS
 from .progress import add_progress_args
 from .verbs import add_verb
 
@@ -41,8 +43,12 @@ def register(subparsers: Any) -> None:
                                 help="new background: #RRGGBB, R,G,B, a colour name, or an image file "
                                      "(resized to cover; default: %(default)s)")
         if verb == "cutout":
-            parser.add_argument("--fg-estimate", action="store_true",
-                                help="unmix foreground colours from the background at soft edges (needs pymatting)")
+            fg = parser.add_mutually_exclusive_group()
+            fg.add_argument("--fg-estimate", dest="fg_estimate", action="store_const", const=True, default=None,
+                            help="unmix foreground colours from the background at soft edges (pymatting's "
+                                 "estimate_foreground_ml); the default for files when pymatting is installed")
+            fg.add_argument("--no-fg-estimate", dest="fg_estimate", action="store_const", const=False,
+                            help="keep the photo's colours at the edges as they are (faster)")
         parser.set_defaults(func=_handler(verb))
 
 
@@ -66,6 +72,7 @@ def _common(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--downscale-large", action="store_true",
                         help="shrink images above --max-pixels instead of refusing them")
     parser.add_argument("-ppm", "--post-process", action="store_true", help=POST_PROCESS_HELP)
+    parser.add_argument("--refine", choices=REFINE_METHODS, default=None, help=REFINE_HELP)
     add_progress_args(parser)
 
 
@@ -98,13 +105,15 @@ def _handler(verb: str) -> Callable[[argparse.Namespace], int]:
         if not live and not args.inputs:
             raise InputError("give at least one INPUT (files, folders, videos, a camera, a stream URL or -)")
         predictor = _load(args.model, verb, args.device)
-        options = {"post_process": args.post_process}  # type: Dict[str, Any]
+        options = {"post_process": args.post_process, "refine": args.refine}  # type: Dict[str, Any]
         if verb == "blur":
             options["strength"] = args.strength
         elif verb == "replace":
             options["background"] = args.background
         elif verb == "cutout":
-            options["fg_estimate"] = args.fg_estimate
+            # on by default for files where pymatting is installed; live video keeps its frame rate
+            options["fg_estimate"] = args.fg_estimate if args.fg_estimate is not None else (
+                not live and pymatting_installed())
         if live:
             return run_live(predictor, live[0], verb, args.outdir, options, nireq=args.nireq,
                             smooth=not args.no_smooth, show=args.show, reconnect=args.reconnect,

@@ -71,7 +71,12 @@ def _installed(module: str) -> bool:
         return False
 
 
-def load_pymatting(notify: Callable[[str], None] = echo) -> Any:
+def pymatting_installed() -> bool:
+    """Whether pymatting (the cutout extra) can be imported, found without importing it."""
+    return _installed("pymatting")
+
+
+def load_pymatting(notify: Callable[[str], None] = echo, feature: str = "--fg-estimate") -> Any:
     """Import pymatting, its numba kernels cached in numba_cache_dir(); says so once when they must be compiled.
 
     pymatting compiles every kernel when it is imported (explicit numba signatures, cache=True): a minute or two
@@ -80,18 +85,18 @@ def load_pymatting(notify: Callable[[str], None] = echo) -> Any:
     if sys.modules.get("pymatting") is not None:
         return sys.modules["pymatting"]
     if not _installed("pymatting"):
-        raise MissingExtraError("cutout --fg-estimate", "pymatting", "cutout")
+        raise MissingExtraError(feature, "pymatting", "cutout")
     cache = numba_cache_dir()
     if "numba" not in sys.modules:  # numba reads its cache folder once, when it is imported
         os.environ.setdefault("NUMBA_CACHE_DIR", str(cache))
     marker = _warm_marker(cache)
     if not marker.is_file():
-        notify("edgematte: note: --fg-estimate compiles pymatting's kernels on its first run (a minute or two, "
+        notify("edgematte: note: " + feature + " compiles pymatting's kernels on its first run (a minute or two, "
                "once); later runs load them from {}".format(cache))
     try:
         import pymatting  # type: ignore
     except ImportError:
-        raise MissingExtraError("cutout --fg-estimate", "pymatting", "cutout") from None
+        raise MissingExtraError(feature, "pymatting", "cutout") from None
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()

@@ -2,6 +2,7 @@
 import argparse
 import collections
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence
 
@@ -92,13 +93,14 @@ def score(pred: np.ndarray, gt: np.ndarray, soft: bool) -> Dict[str, Any]:
 
 def evaluate(predictor: Any, pairs: Sequence[Any], *, progress: Optional[bool] = None,
              soft_gt: Optional[bool] = None, sod: bool = True, data: str = "", nireq: int = 0,
-             post_process: bool = False) -> EvalReport:
+             post_process: bool = False, refine: Optional[str] = None) -> EvalReport:
     """Run `predictor` on dataset pairs (edgematte.edge.datasets.Pair) and score every image.
 
     soft_gt: None detects per image (see `is_soft`), True/False forces the matting metrics on/off.
     sod: also accumulate the SOD metrics over the set (needs pysodmetrics, the `eval` extra).
     progress: None auto (a bar on a terminal, periodic lines elsewhere), True forced, False off.
     post_process: score the cleaned masks of `--post-process` (edge.postprocess) instead of the raw ones.
+    refine: score the alphas refined by alpha matting ("cf" or "knn", edge.refine); meta gets its ms per image.
     """
     from .datasets import read_pair
     from .postprocess import post_process as clean
@@ -109,20 +111,32 @@ def evaluate(predictor: Any, pairs: Sequence[Any], *, progress: Optional[bool] =
         raise InputError("{}: no image/mask pairs to evaluate".format(data or "dataset"))
     accumulator = metrics.SODMetrics() if sod else None
     pending = collections.deque()  # type: Deque[Any]
+    settings = None
+    if refine:
+        from .compose import load_pymatting
+        from .refine import Refine, refine_alpha
+
+        settings = Refine(method=refine)
+        load_pymatting(feature="--refine")
+    refine_ms = []  # type: List[float]
 
     def images() -> Iterator[np.ndarray]:
         for pair in pairs:
             image, alpha = read_pair(pair)
-            pending.append((pair, alpha))
+            pending.append((pair, alpha, image if settings is not None else None))
             yield image
 
     records = []  # type: List[Dict[str, Any]]
     predictions = predictor.predict_many(images(), nireq=nireq)
     for prediction in progress_iter(predictions, len(pairs), "eval", "images", progress):
-        pair, gt = pending.popleft()
+        pair, gt, image = pending.popleft()
         pred = alpha_of(np.asarray(prediction, dtype=np.float32))
         if post_process:
             pred = clean(pred)
+        if settings is not None:
+            started = time.perf_counter()
+            pred = refine_alpha(image, pred, settings)
+            refine_ms.append((time.perf_counter() - started) * 1000.0)
         if pred.shape != gt.shape:
             raise InputError("{}: prediction {}x{} differs from the mask {}x{}".format(
                 pair.image, pred.shape[1], pred.shape[0], gt.shape[1], gt.shape[0]))
@@ -139,7 +153,8 @@ def evaluate(predictor: Any, pairs: Sequence[Any], *, progress: Optional[bool] =
         records=records,
         summary=summarise(records, accumulator.results() if accumulator is not None else None),
         meta={"task": getattr(card, "task", None), "soft_gt": "auto" if soft_gt is None else bool(soft_gt),
-              "soft_fraction": SOFT_FRACTION, "post_process": bool(post_process)},
+              "soft_fraction": SOFT_FRACTION, "post_process": bool(post_process), "refine": refine,
+              "refine_ms_median": float(np.median(refine_ms)) if refine_ms else None},
     )
 
 
@@ -204,6 +219,11 @@ def register(subparsers: Any) -> None:
                         help="score the masks cleaned as --post-process of mask/cutout/blur/replace leaves them "
                              "(haze and small blobs dropped, small holes filled, a soft edge band kept): run with "
                              "and without to see whether it helps on your data")
+    from .refine import HELP as REFINE_HELP, METHODS as REFINE_METHODS
+
+    parser.add_argument("--refine", choices=REFINE_METHODS, default=None,
+                        help="score the alphas refined as --refine of the effect verbs leaves them ({}); the "
+                             "summary gives its median ms per image".format(REFINE_HELP.split("; ")[0]))
     from .options import frames as frame_count
 
     parser.add_argument("--flicker", type=frame_count, nargs="?", const=250, default=0, metavar="FRAMES",
@@ -264,11 +284,13 @@ def run_eval(args: argparse.Namespace) -> int:
         return 0
     soft = {"auto": None, "yes": True, "no": False}[args.soft_gt]
     report = evaluate(predictor, pairs, progress=args.progress, soft_gt=soft, sod=not args.no_sod,
-                      data=str(args.data), post_process=args.post_process)
+                      data=str(args.data), post_process=args.post_process, refine=args.refine)
     report.meta.update({"model_path": str(args.model), "spec": args.spec, "device": args.device,
                         "split": args.split, "subset": subset.to_dict(),
                         "filter": " ".join(subset.include) or None, "limit": subset.limit})
     print(report.table())
+    if report.meta.get("refine_ms_median") is not None:
+        print("refine {}: median {:.0f} ms per image".format(report.meta["refine"], report.meta["refine_ms_median"]))
     if args.json:
         report.write_json(args.json)
         print("wrote {}".format(args.json))
