@@ -151,7 +151,7 @@ class Pipeline:
     # -- stages ------------------------------------------------------------------------------------
     def export(self, checkpoint: str, folder: str, precisions: tuple = ("fp32", "fp16")) -> Dict[str, Any]:
         """Export to DIR/folder; an IR that misses parity is recorded under "failed" (not "irs") with a warning."""
-        from .api import export_model
+        from .api import export_model, onnx_name
         from .parity import FP16_MAX_ABS_DIFF
 
         where = self.dir / folder
@@ -159,14 +159,15 @@ class Pipeline:
         if limit is not None and self.config.fp16_max_diff is None and "fp16" in precisions:
             self.say("[{}] FP16 parity limit {:g}: the one {} was shipped under".format(
                 folder, limit, Path(self.config.checkpoint).parent / "ship.json"))
-        report = export_model(checkpoint, str(where), formats=("ir",), precisions=precisions, verbose=False,
-                              fp16_max_diff=limit, strict=False)
+        report = export_model(checkpoint, str(where), formats=("onnx", "ir"), precisions=precisions, verbose=False,
+                              fp16_max_diff=limit, strict=False)  # the ONNX file: the report's ONNX Runtime column
         irs = {p: str(where / report.ir_file(p)) for p in precisions if p not in report.failed}
         failed = {p: {"ir": str(where / info["file"]), "reason": info["reason"]} for p, info in report.failed.items()}
         for precision, info in sorted(failed.items()):
             self.warn("{}: {} parity failed ({}); marked failed in the report, the pipeline goes on without it".format(
                 info["ir"], precision.upper(), info["reason"]))
-        return {"checkpoint": checkpoint, "irs": irs, "failed": failed,
+        onnx = where / onnx_name(report.stem)
+        return {"checkpoint": checkpoint, "irs": irs, "failed": failed, "onnx": str(onnx) if onnx.is_file() else None,
                 "fp16_max_diff": FP16_MAX_ABS_DIFF if limit is None else limit, "params": report.params,
                 "flops": report.flops, "input_size": report.input_size}
 

@@ -69,11 +69,18 @@ def build_report(folder: Path, state: Dict[str, Any], config: Any, verbose: bool
     measured = [r for r in rows if "failed" not in r]
     settings = {"rounds": config.bench_runs, "threads": config.threads}  # type: Dict[str, Any]
     if measured:
-        timing = bench([r["ir"] for r in measured], devices=("CPU",), niter=config.bench_runs,
-                       threads=config.threads)
+        # the FP32 rows' ONNX files under ONNX Runtime too, in the same interleaved run: the OpenVINO gain in view
+        onnx = {r["label"]: stages[r["stage"]].get("onnx") for r in measured if r["precision"] == "FP32"}
+        onnx = {label: path for label, path in onnx.items() if path and Path(path).is_file()}
+        timing = bench([r["ir"] for r in measured] + sorted(set(onnx.values())), devices=("CPU",),
+                       vs=("onnxruntime",) if onnx else (), niter=config.bench_runs, threads=config.threads)
         settings = timing["settings"]
-        for row, result in zip(measured, timing["rows"]):
-            row["latency"] = result["latency"]
+        by_file = {(t["model"], t["backend"]): t for t in timing["rows"]}
+        for row in measured:
+            row["latency"] = by_file[(row["ir"], "openvino")]["latency"]
+            if row["label"] in onnx:
+                row["ort_latency"] = by_file[(onnx[row["label"]], "onnxruntime")]["latency"]
+                row["onnx"] = onnx[row["label"]]
     if config.val:
         pairs = find_pairs(config.val)
         pairs = pairs[:config.val_limit] if config.val_limit else pairs
@@ -137,7 +144,8 @@ def _cells(r: Dict[str, Any], quality: bool) -> List[str]:
     failed = "failed" in r
     cells = [r["label"] + (" (failed)" if failed else ""), _num(r["params"] and r["params"] / 1e6, "{:.3f}"),
              _num(r["flops"] and r["flops"] / 1e9, "{:.3f}"), _num(r.get("ir_mb"), "{:.2f}"),
-             _num(r.get("latency", {}).get("median_ms"), "{:.2f}"), _num(r.get("speedup"), "{:.2f}x")]
+             _num(r.get("latency", {}).get("median_ms"), "{:.2f}"),
+             _num(r.get("ort_latency", {}).get("median_ms"), "{:.2f}"), _num(r.get("speedup"), "{:.2f}x")]
     if quality:
         q = r.get("quality", {})
         change = r.get("mae_change")
@@ -166,14 +174,16 @@ def markdown(report: Dict[str, Any]) -> str:
     """The report as a Markdown table plus settings, failed rows, warnings and the budget verdicts."""
     rows = report["rows"]
     quality = any("quality" in r for r in rows)
-    head = ["stage", "params M", "GFLOPs", "IR MB", "median ms", "speed-up"]
+    head = ["stage", "params M", "GFLOPs", "IR MB", "median ms", "ONNX Runtime ms", "speed-up"]
     if quality:
         head += ["MAE", "MAE change", "max F", "S", "IoU", "BIoU"]
     lines = ["# Compression report", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_cells(r, quality)) + " |" for r in rows]
     s = report["settings"]
-    lines += ["", "Latency: OpenVINO CPU, median of {} interleaved rounds (order rotated), {} threads, load {}.".format(
-        s["rounds"], s["threads"] or "all", s.get("loadavg")),
+    lines += ["", "Latency: OpenVINO CPU, median of {} interleaved rounds (order rotated), {} threads, load {}; "
+                  "ONNX Runtime (CPU) runs the FP32 rows' ONNX file in the same rounds (INT8 and FP16 exist as IRs "
+                  "only). Speed-up is against the unpruned FP32 IR.".format(
+                      s["rounds"], s["threads"] or "all", s.get("loadavg")),
         "Quality: {} images of {} through the edge runtime (the deployed IRs).".format(s["val_images"], s["val"])
         if s.get("val") else "Quality: not measured (no --val)."]
     failed = [r for r in rows if "failed" in r]

@@ -55,12 +55,17 @@ def test_pipeline_runs_every_stage_and_reports(setup, capsys):
         assert row["latency"]["median_ms"] > 0 and row["latency"]["count"] == 3
         assert 0 <= row["quality"]["mae"] <= 1 and "maxF" in row["quality"]
     assert base["speedup"] == 1.0 and base["mae_change"] == 0.0
+    # ONNX Runtime on the FP32 rows' ONNX files, in the same rounds; the other precisions exist as IRs only
+    ort = [label for label, r in rows.items() if "ort_latency" in r]
+    assert ort == ["unpruned FP32", "pruned FP32, before fine-tune", "pruned FP32"]
+    assert all(rows[label]["ort_latency"]["count"] == 3 and rows[label]["onnx"].endswith(".onnx") for label in ort)
     assert report["prune"]["params_after"] == rows["pruned FP32, before fine-tune"]["params"]
     assert report["budget"] is None  # no budget set: none reported
     assert json.loads((root / "p" / "pipeline.json").read_text())["stages"]["base"]["irs"]["fp32"].endswith(
         "base/model_fp32.xml")
     md = (root / "p" / "report.md").read_text()
     assert "| pruned INT8 |" in md and "Budgets" not in md and "issue" not in md.lower()
+    assert "ONNX Runtime ms" in md
     assert (root / "p" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # re-running skips every finished stage and only re-measures
     capsys.readouterr()
