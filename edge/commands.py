@@ -16,12 +16,12 @@ from .verbs import add_verb
 
 # One rule picks the zoo model a verb uses when -m is not given: a verb that makes a picture of the subject
 # (cutout, blur, replace) is mostly run on photos of people and takes the model that leads on people; `mask`
-# answers "what stands out" for any subject and takes `sod`, the general model. Since sod moved to the
-# ImageNet-pretrained EfficientNet-Lite0 UNet it leads on people too (held-out vikram_* portraits: IoU 0.862 vs
-# portrait's 0.690, train/recipes/README.md), so both kinds of subject take `sod` until a people model beats it.
+# answers "what stands out" for any subject and takes `sod`, the general model. `portrait` (the EfficientNet-Lite0
+# UNet fine-tuned on people from sod) leads on the held-out vikram_* people: IoU 0.866 / boundary IoU 0.609 vs
+# sod's 0.855 / 0.582 (train/recipes/README.md).
 SUBJECT_MODEL = {  # kind of subject -> (zoo model, how --help states the rule)
-    "people": ("sod", "the model that leads on people, as cutouts, blur and replace are mostly of people; "
-                      "-m portrait for the older people-only model"),
+    "people": ("portrait", "the model that leads on people, as cutouts, blur and replace are mostly of people; "
+                           "-m sod for other subjects"),
     "any": ("sod", "the general model for any salient subject"),
 }
 VERB_SUBJECT = {"mask": "any", "cutout": "people", "blur": "people", "replace": "people"}

@@ -138,7 +138,7 @@ def test_default_zoo_model(tmp_path: Path, model: Path, inputs: Path, monkeypatc
     monkeypatch.setenv("EDGEMATTE_ZOO", str(tmp_path / "zoo"))
     from edgematte.edge.commands import DEFAULT_MODEL
 
-    for verb in ("mask", "cutout"):  # the bare mask: general; pictures of people (today the same model)
+    for verb in ("mask", "cutout"):  # the bare mask: the general model; pictures of people: the people model
         name = DEFAULT_MODEL[verb]
         if not (tmp_path / "zoo" / name).is_dir():
             assert main([verb, str(inputs), "-o", str(tmp_path / verb)]) == 1
@@ -152,9 +152,9 @@ def test_default_zoo_model(tmp_path: Path, model: Path, inputs: Path, monkeypatc
 def test_help_states_each_default_and_its_rule(capsys) -> None:
     from edgematte.edge.commands import DEFAULT_MODEL
 
-    assert DEFAULT_MODEL == {"mask": "sod", "cutout": "sod", "blur": "sod", "replace": "sod"}
-    for verb, name, rule in (("mask", "sod", "any salient subject"), ("cutout", "sod", "mostly of people"),
-                             ("blur", "sod", "mostly of people"), ("replace", "sod", "mostly of people")):
+    assert DEFAULT_MODEL == {"mask": "sod", "cutout": "portrait", "blur": "portrait", "replace": "portrait"}
+    for verb, name, rule in (("mask", "sod", "any salient subject"), ("cutout", "portrait", "mostly of people"),
+                             ("blur", "portrait", "mostly of people"), ("replace", "portrait", "mostly of people")):
         with pytest.raises(SystemExit):
             main([verb, "--help"])
         text = " ".join(capsys.readouterr().out.split())

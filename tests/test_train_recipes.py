@@ -89,7 +89,7 @@ def test_portrait_lite0_recipe_trains_the_lite_unet_from_the_new_sod():
     text = (RECIPES / "portrait_lite0.sh").read_text()
     defaults = dict(re.findall(r"^(\w+)=\$\{\1:-([^}]*)\}", text, flags=re.M))  # the script's own defaults
     config = config_from_args(build_parser().parse_args(recipe_command("portrait_lite0.sh", defaults)))
-    assert config.model == "lite0_unet_sod" and config.init == "runs/sod_lite0_224/best.pt" and config.size == 256
+    assert config.model == "lite0_unet_sod" and config.init == "sod" and config.size == 256 and config.epochs == 8
     assert config.data.count("/runs/people") == 2 and "vikram_*" in config.exclude
 
 

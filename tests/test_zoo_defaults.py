@@ -58,26 +58,32 @@ def test_shipped_model_still_measures_what_ship_json_says(name, shared_dir):
     assert len(pairs) == record["validation"]["images"]
     measured = evaluate(load_model(name), pairs, progress=False, sod=False).summary["mean"]
     shipped = record["summary"][record["chosen"]]["mean"]
-    # Tolerance for other CPUs' kernels (INT8 on VNNI vs AVX2 rounds differently), far below a real regression.
+    # Tolerance for other CPUs' kernels, far below a real regression: INT8 on AVX512-VNNI and on AVX2 rounds
+    # differently; sod shipped on VNNI (duts-te-val IoU 0.6723) measures 0.6637 on AVX2, MAE within 1e-3.
     assert measured["mae"] == pytest.approx(shipped["mae"], abs=2e-3)
-    assert measured["iou"] == pytest.approx(shipped["iou"], abs=5e-3)
+    assert measured["iou"] == pytest.approx(shipped["iou"], abs=1.5e-2)
 
 
 def test_one_rule_picks_every_default():
     """Pictures of the subject (cutout, blur, replace) take the model that leads on people, the bare mask the general
-    one; today both are `sod`."""
+    one."""
     assert set(VERB_SUBJECT) == set(DEFAULT_MODEL) == {"mask", "cutout", "blur", "replace"}
     assert {verb: SUBJECT_MODEL[VERB_SUBJECT[verb]][0] for verb in VERB_SUBJECT} == DEFAULT_MODEL
-    assert DEFAULT_MODEL["mask"] == "sod" and {DEFAULT_MODEL[v] for v in ("cutout", "blur", "replace")} == {"sod"}
+    assert DEFAULT_MODEL["mask"] == "sod" and {DEFAULT_MODEL[v] for v in ("cutout", "blur", "replace")} == {"portrait"}
 
 
 @pytest.mark.shared
-def test_the_people_default_keeps_an_id_photo(shared_dir):
-    """On the portrait model's validation ID photos (ecoreal_3*), the cutout default keeps jacket and hair: IoU
-    above 0.95, within 0.03 of the people-only `portrait` model trained on such photos."""
+def test_the_people_default_leads_on_held_out_people(shared_dir):
+    """The rule's premise, re-measured: on the held-out vikram_* people the people default is ahead of sod (IoU and
+    boundary IoU), and on the validation ID photos (ecoreal_3*) it keeps jacket and hair (IoU above 0.95)."""
     from edgematte.edge.datasets import Subset
 
-    pairs = Subset(include=["ecoreal_3*"], limit=20).apply(find_pairs(str(shared_dir / "data" / "portraits")))
-    iou = {name: evaluate(load_model(name), pairs, progress=False, sod=False).summary["mean"]["iou"]
-           for name in ("portrait", DEFAULT_MODEL["cutout"])}
-    assert iou[DEFAULT_MODEL["cutout"]] > 0.95 and iou[DEFAULT_MODEL["cutout"]] > iou["portrait"] - 0.03, iou
+    portraits = find_pairs(str(shared_dir / "data" / "portraits"))
+    people = DEFAULT_MODEL["cutout"]
+    held_out = Subset(include=["vikram_*"], limit=60).apply(portraits)
+    scores = {name: evaluate(load_model(name), held_out, progress=False, sod=False).summary["mean"]
+              for name in (people, "sod")}
+    assert scores[people]["iou"] > scores["sod"]["iou"] and scores[people]["boundary_iou"] > scores["sod"][
+        "boundary_iou"], scores
+    id_photos = Subset(include=["ecoreal_3*"], limit=20).apply(portraits)
+    assert evaluate(load_model(people), id_photos, progress=False, sod=False).summary["mean"]["iou"] > 0.95

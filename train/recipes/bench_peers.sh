@@ -18,7 +18,7 @@ edgematte bench portrait sod "${PEER_ROWS[@]}" --threads 2 --niter 100 --data "$
 edgematte bench sod portrait "${PEER_ROWS[@]}" --threads 2 --niter 100 --data "$DATA/duts-te-val" \
   --limit 100 --json runs/bench_sod.json --csv runs/bench_sod.csv --plot runs/bench_sod.png
 for model in portrait sod; do
-  edgematte eval "$model" "$DATA/portraits" --filter 'vikram_*' --no-progress --json "runs/eval_vikram_$model.json"
+  edgematte eval "$model" "$DATA/portraits" --include 'vikram_*' --no-progress --json "runs/eval_vikram_$model.json"
 done
-edgematte eval "$PEERS/mediapipe_selfie.xml" "$DATA/portraits" --spec mediapipe_selfie --filter 'vikram_*' \
+edgematte eval "$PEERS/mediapipe_selfie.xml" "$DATA/portraits" --spec mediapipe_selfie --include 'vikram_*' \
   --no-progress --json runs/eval_vikram_mediapipe.json
