@@ -295,3 +295,21 @@ def test_train_help_documents_every_option(capsys):
     for flag in ("--val", "--size", "--epochs", "--batch", "--lr", "--workers", "--init", "--resume",
                  "--composite", "--max-steps", "--seed"):
         assert flag in text
+
+
+def test_resumed_schedule_follows_the_config_not_the_checkpoint(data, tmp_path):
+    """A run's config.json says how many epochs the lr spans; a resumed run takes it from there, not from the
+    schedule pickled into last.pt (which kept the old total)."""
+    def lr_at(run: Path, step: int) -> float:
+        with open(str(run / "log.csv")) as handle:
+            return next(float(r["lr"]) for r in csv.DictReader(handle) if r["loss"] and int(r["step"]) == step)
+
+    fit(_config(data, tmp_path / "straight", epochs=4, max_steps=3, val=[]))
+    fit(_config(data, tmp_path / "edited", epochs=2, max_steps=2, val=[]))
+    stored = tmp_path / "edited" / "config.json"
+    config = json.loads(stored.read_text())
+    config["epochs"] = 4
+    stored.write_text(json.dumps(config))
+    fit(_config(data, tmp_path / "edited", epochs=2, max_steps=3, val=[]), resume=True)
+    assert lr_at(tmp_path / "edited", 3) == pytest.approx(lr_at(tmp_path / "straight", 3))
+    assert lr_at(tmp_path / "edited", 3) != pytest.approx(lr_at(tmp_path / "edited", 2))  # the lr does move

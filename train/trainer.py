@@ -493,6 +493,9 @@ def fit(config: TrainConfig, resume: bool = False, on_step: Optional[Callable[[i
         core.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        # the schedule follows the run's config, not the pickled copy in the checkpoint (which keeps the total steps
+        # of the run that saved it): the lr always spans --epochs of the data as it is now
+        scheduler.lr_lambdas = [_Schedule(config.scheduler, total_steps, config.warmup_steps)]
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         step, epoch, batch_in_epoch, best = state["step"], state["epoch"], state["batch_in_epoch"], state["best"]
