@@ -25,20 +25,17 @@ def load(model: Any = DEFAULT_MODEL, device: str = "CPU", config: Optional[Dict[
     `config` goes to OpenVINO's compile_model; `card` supplies the model card of an artifact that has none.
     `predictor.predict(bgr)` gives the HxW float32 alpha in [0, 1] at the image's size.
     """
+    from pathlib import Path
+
     from .runtime import load_model, model_reference
-    from .zoo import is_zoo_name, path_for
 
     text = model_reference(model)
     path, _, spec = text.rpartition("@")
-    from pathlib import Path
-
     if path and spec and not Path(text).exists():  # PATH@SPEC: a foreign model fed by its preprocessing spec
         from .foreign import ForeignPredictor, load_spec
 
         return ForeignPredictor(path, load_spec(spec), device=device)
-    if is_zoo_name(text) and not Path(text).exists():
-        text = str(path_for(text))  # an unknown name says which ones are installed
-    return load_model(text, device=device, config=config, card=card)
+    return load_model(text, device=device, config=config, card=card)  # zoo names too (an unknown one lists them)
 
 
 def _as_bgr(image: Any, channels: str) -> np.ndarray:

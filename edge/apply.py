@@ -72,14 +72,10 @@ def make_operation(op: str, strength: float = compose.DEFAULT_BLUR_STRENGTH, bac
 
 def _refined(render: Renderer, method: str) -> Renderer:
     """`render` fed the alpha refined by alpha matting (edge.refine); pymatting is loaded now, not per image."""
-    from .compose import load_pymatting
-    from .refine import METHODS, Refine, refine_alpha
+    from .refine import refiner
 
-    if method not in METHODS:
-        raise InputError("refine method must be one of {}, got {!r}".format(", ".join(METHODS), method))
-    settings = Refine(method=method)
-    load_pymatting(feature="--refine")
-    return lambda image, alpha: render(image, refine_alpha(image, alpha, settings))
+    refine = refiner(method)
+    return lambda image, alpha: render(image, refine(image, alpha))
 
 
 def _cleaned(render: Renderer) -> Renderer:

@@ -111,19 +111,17 @@ def evaluate(predictor: Any, pairs: Sequence[Any], *, progress: Optional[bool] =
         raise InputError("{}: no image/mask pairs to evaluate".format(data or "dataset"))
     accumulator = metrics.SODMetrics() if sod else None
     pending = collections.deque()  # type: Deque[Any]
-    settings = None
+    refined = None
     if refine:
-        from .compose import load_pymatting
-        from .refine import Refine, refine_alpha
+        from .refine import refiner
 
-        settings = Refine(method=refine)
-        load_pymatting(feature="--refine")
+        refined = refiner(refine)
     refine_ms = []  # type: List[float]
 
     def images() -> Iterator[np.ndarray]:
         for pair in pairs:
             image, alpha = read_pair(pair)
-            pending.append((pair, alpha, image if settings is not None else None))
+            pending.append((pair, alpha, image if refined is not None else None))
             yield image
 
     records = []  # type: List[Dict[str, Any]]
@@ -133,9 +131,9 @@ def evaluate(predictor: Any, pairs: Sequence[Any], *, progress: Optional[bool] =
         pred = alpha_of(np.asarray(prediction, dtype=np.float32))
         if post_process:
             pred = clean(pred)
-        if settings is not None:
+        if refined is not None:
             started = time.perf_counter()
-            pred = refine_alpha(image, pred, settings)
+            pred = refined(image, pred)
             refine_ms.append((time.perf_counter() - started) * 1000.0)
         if pred.shape != gt.shape:
             raise InputError("{}: prediction {}x{} differs from the mask {}x{}".format(

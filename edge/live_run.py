@@ -35,18 +35,10 @@ def add_live_args(parser: Any) -> None:
 
 
 def load_any(model: str, device: str) -> Any:
-    """A predictor for -m: PATH@SPEC is a foreign model fed by its preprocessing spec, anything else goes to
-    edge.runtime.load_model."""
-    from pathlib import Path
+    """A predictor for -m: edge.api.load (PATH@SPEC is a foreign model fed by its preprocessing spec)."""
+    from .api import load
 
-    from .runtime import load_model
-
-    path, _, spec = str(model).rpartition("@")
-    if path and spec and not Path(str(model)).exists():
-        from .foreign import ForeignPredictor, load_spec
-
-        return ForeignPredictor(path, load_spec(spec), device=device)
-    return load_model(model, device=device)
+    return load(model, device=device)
 
 
 def live_inputs(inputs: Sequence[str], camera: Optional[int] = None, raw: Optional[str] = None) -> List[LiveInput]:

@@ -46,15 +46,30 @@ def _box(unknown: np.ndarray, margin: int) -> Tuple[slice, slice]:
             slice(max(0, cols.min() - margin), min(w, cols.max() + margin + 1)))
 
 
-def refine_alpha(bgr: np.ndarray, alpha: np.ndarray, settings: Refine = Refine()) -> np.ndarray:
-    """The alpha with its edge band re-solved by alpha matting (HxW float32 in [0,1]); sure pixels keep 0 or 1
-    and an alpha with no edge (all foreground or all background) comes back unchanged."""
+def refiner(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """refine_alpha with `method` bound, checked and pymatting loaded now (once), not on the first image."""
+    from .compose import load_pymatting
+
+    settings = Refine(method=method)
+    _solver(settings)
+    load_pymatting(feature="--refine")
+    return lambda bgr, alpha: refine_alpha(bgr, alpha, settings)
+
+
+def _solver(settings: Refine) -> Callable[..., np.ndarray]:
+    """pymatting's solver for the settings' method; InputError for a method it does not have."""
     if settings.method not in METHODS:
         raise InputError("refine method must be one of {}, got {!r}".format(", ".join(METHODS), settings.method))
     from .compose import load_pymatting
 
     solvers = {"cf": "estimate_alpha_cf", "knn": "estimate_alpha_knn"}  # type: Dict[str, str]
-    solve = getattr(load_pymatting(feature="--refine"), solvers[settings.method])  # type: Callable[..., np.ndarray]
+    return getattr(load_pymatting(feature="--refine"), solvers[settings.method])
+
+
+def refine_alpha(bgr: np.ndarray, alpha: np.ndarray, settings: Refine = Refine()) -> np.ndarray:
+    """The alpha with its edge band re-solved by alpha matting (HxW float32 in [0,1]); sure pixels keep 0 or 1
+    and an alpha with no edge (all foreground or all background) comes back unchanged."""
+    solve = _solver(settings)
     alpha = np.clip(np.asarray(alpha, np.float32), 0.0, 1.0)
     trimap = trimap_from_alpha(alpha, settings)
     unknown = trimap == 0.5
@@ -69,4 +84,4 @@ def refine_alpha(bgr: np.ndarray, alpha: np.ndarray, settings: Refine = Refine()
     return out
 
 
-__all__ = ["Refine", "METHODS", "HELP", "trimap_from_alpha", "refine_alpha"]
+__all__ = ["Refine", "METHODS", "HELP", "trimap_from_alpha", "refine_alpha", "refiner"]
